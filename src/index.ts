@@ -1,0 +1,2 @@
+// llmrl: post-train language models with reinforcement learning from Node.js, on libtorch.
+export * from './tensor/index.js';

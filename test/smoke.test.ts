@@ -1,0 +1,26 @@
+import { test, expect } from 'vitest';
+import { tensor, tidy, memory, noGrad, zeros, randn, manualSeed, cat, where } from '../src/index.js';
+test('smoke', () => {
+  const a = tensor([[1, 2], [3, 4]]);
+  const b = a.add(1).mul(a);
+  expect(b.toArray()).toEqual([[2, 6], [12, 20]]);
+  expect(a.shape).toEqual([2, 2]);
+  expect(a.dtype).toBe('float32');
+  const x = tensor([1, 2, 3], { dtype: 'float64', requiresGrad: true });
+  const y = x.mul(x).sum();
+  y.backward();
+  expect(x.grad!.toArray()).toEqual([2, 4, 6]);
+  const m = a.max(1);
+  expect(m.values.toArray()).toEqual([2, 4]);
+  expect(m.indices.dtype).toBe('int64');
+  expect(() => a.matmul(tensor([[1, 2, 3]]))).toThrow(/mat1 and mat2|shapes/);
+  console.log(memory());
+  const r = tidy(() => { const t = randn([3]); return t.add(1); });
+  console.log(memory(), r.toArray());
+  expect(cat([a, a], 0).shape).toEqual([4, 2]);
+  expect(where(a.gt(2), a, 0).toArray()).toEqual([[0, 0], [3, 4]]);
+  expect(tensor([1,2], {dtype: 'bfloat16'}).toArray()).toEqual([1,2]);
+  expect(tensor([1,2], {dtype: 'int64'}).toTypedArray()).toBeInstanceOf(BigInt64Array);
+  a.dispose();
+  expect(() => a.add(1)).toThrow(/disposed/);
+});
