@@ -1,2 +1,3 @@
 // llmrl: post-train language models with reinforcement learning from Node.js, on libtorch.
 export * from './tensor/index.js';
+export * as ops from './ops/index.js';
