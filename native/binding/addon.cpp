@@ -1,5 +1,6 @@
 // llmrl N-API addon: the exports list. Tensor handles and non-operator calls (tensor.cpp), the generic
-// dispatcher call for every ATen and llmrl op (ops.cpp), optimisers and clipping (optim.cpp).
+// dispatcher call for every ATen and llmrl op (ops.cpp), optimisers and clipping (optim.cpp), the
+// counting CPU allocator behind memoryStats() (allocator.cpp).
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
@@ -11,6 +12,7 @@
 namespace llmrl::binding {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  init_allocator(env, exports);  // first: every later CPU allocation is counted
   init_tensor(env, exports);
   init_ops(env, exports);
   init_optim(env, exports);

@@ -29,5 +29,6 @@ std::string describe(const Napi::Value& v);  // "a number", "undefined", … for
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_optim(Napi::Env env, Napi::Object exports);
+void init_allocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace llmrl::binding

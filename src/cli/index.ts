@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { doctor } from './doctor.js';
 import { benchOpCall } from './bench.js';
+import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 
 const program = new Command();
@@ -22,9 +23,16 @@ program
 
 program
   .command('bench')
-  .description('benchmarks: the cost of one small op call through the binding')
+  .description('benchmarks: `opcall` (one small op through the binding) or `ops` (fused ops vs composed)')
+  .argument('[suite]', 'opcall | ops', 'opcall')
+  .option('--quick', 'small shapes (ops suite)')
+  .option('--filter <text>', 'only cases whose name contains text (ops suite)')
   .option('--json', 'machine-readable output')
-  .action((o: { json?: boolean }) => benchOpCall(o));
+  .action(async (suite: string, o: { json?: boolean; quick?: boolean; filter?: string }) => {
+    if (suite === 'opcall') benchOpCall(o);
+    else if (suite === 'ops') await benchOps(o);
+    else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall' or 'ops'`);
+  });
 
 program
   .command('demo')

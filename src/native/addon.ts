@@ -26,6 +26,8 @@ export interface NativeAddon {
   isDisposed(h: Handle): boolean;
   isTensor(v: unknown): boolean;
   memory(): { liveTensors: number; bytes: { cpu: number; cuda?: number } };
+  memoryStats(): { cpu: { current: number; peak: number } };
+  resetPeakMemory(): void;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   enterInferenceMode(): number;

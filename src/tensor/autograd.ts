@@ -68,3 +68,18 @@ export function setNumThreads(n: number): void {
 export function getNumThreads(): number {
   return native().getNumThreads();
 }
+
+export interface MemoryStats {
+  /** Bytes allocated through libtorch's CPU allocator: now, and the most since the last reset. */
+  cpu: { current: number; peak: number };
+}
+
+/** Allocator-level byte counts (every CPU tensor, including autograd's saved tensors). */
+export function memoryStats(): MemoryStats {
+  return native().memoryStats();
+}
+
+/** Starts a new peak measurement: peak = current. */
+export function resetPeakMemory(): void {
+  native().resetPeakMemory();
+}

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
-  Tensor, arange, cat, dropout, embedding, full, inferenceMode, isGradEnabled, layerNorm, manualSeed, memory,
+  Tensor, arange, cat, memoryStats, resetPeakMemory, dropout, embedding, full, inferenceMode, isGradEnabled, layerNorm, manualSeed, memory,
   multinomial, noGrad, ones, rand, randint, randn, rmsNorm, scaledDotProductAttention, stack, tensor, tidy, where, zeros,
 } from '../../src/index.js';
 
@@ -223,6 +223,16 @@ describe('autograd modes and lifetime', () => {
     a.dispose();
     v.dispose();
     expect(memory().bytes.cpu).toBe(base.bytes.cpu);
+  });
+
+  test('memoryStats() measures peak CPU bytes of an operation', () => {
+    resetPeakMemory();
+    const base = memoryStats().cpu;
+    tidy(() => { zeros([1000, 1000]).add(1); });
+    const s = memoryStats().cpu;
+    expect(s.peak - base.current).toBeGreaterThanOrEqual(8_000_000); // [1000, 1000] float32 twice, one at a time
+    expect(s.peak - base.current).toBeLessThan(8_000_000 + 4096);
+    expect(s.current).toBe(base.current);
   });
 
   test('bad input throws clear errors and the process keeps running', () => tidy(() => {

@@ -1,0 +1,86 @@
+// Counting CPU allocator: wraps libtorch's default CPU allocator (keeping its alignment and huge-page
+// behaviour) to track current and peak bytes, so benchmarks and tests can measure an op's peak extra
+// memory exactly (RSS is too coarse). Installed once at addon load with a priority above the default.
+#include <c10/core/CPUAllocator.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "tensor.h"
+
+namespace llmrl::binding {
+namespace {
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+
+  c10::DataPtr allocate(size_t n) override {
+    c10::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    const c10::Device device = inner.device();
+    auto* ctx = new Ctx{std::move(inner), n, this};
+    const int64_t cur = current_.fetch_add(int64_t(n)) + int64_t(n);
+    int64_t p = peak_.load();
+    while (cur > p && !peak_.compare_exchange_weak(p, cur)) {}
+    return c10::DataPtr(data, ctx, &CountingAllocator::release, device);
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+
+  int64_t current() const { return current_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() { peak_.store(current_.load()); }
+
+ private:
+  struct Ctx {
+    c10::DataPtr inner;  // frees the memory through the base allocator when destroyed
+    size_t n;
+    CountingAllocator* owner;
+  };
+  static void release(void* p) {
+    auto* ctx = static_cast<Ctx*>(p);
+    ctx->owner->current_.fetch_sub(int64_t(ctx->n));
+    delete ctx;
+  }
+
+  c10::Allocator* base_;
+  std::atomic<int64_t> current_{0};
+  std::atomic<int64_t> peak_{0};
+};
+
+CountingAllocator* counting() {
+  // Never destroyed: tensors may outlive static destruction at process exit.
+  static auto* alloc = [] {
+    auto* a = new CountingAllocator(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(a, /*priority=*/1);
+    return a;
+  }();
+  return alloc;
+}
+
+// memoryStats() → { cpu: { current, peak } } bytes allocated through libtorch's CPU allocator.
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto cpu = Napi::Object::New(env);
+  cpu.Set("current", double(counting()->current()));
+  cpu.Set("peak", double(counting()->peak()));
+  auto out = Napi::Object::New(env);
+  out.Set("cpu", cpu);
+  return out;
+}
+
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  counting()->reset_peak();
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void init_allocator(Napi::Env env, Napi::Object exports) {
+  counting();
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
+}
+
+}  // namespace llmrl::binding
