@@ -1,3 +1,5 @@
 // llmrl: post-train language models with reinforcement learning from Node.js, on libtorch.
 export * from './tensor/index.js';
 export * as ops from './ops/index.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
