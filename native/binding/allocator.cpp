@@ -11,21 +11,27 @@
 namespace llmrl::binding {
 namespace {
 
+// Each block is allocated with a 64-byte header in front (keeping libtorch's 64-byte alignment) that
+// records its size, so the returned DataPtr can keep context == data (libtorch's raw_allocate, used
+// by oneDNN paths, asserts that) and the deleter still knows how many bytes it frees.
 class CountingAllocator final : public c10::Allocator {
  public:
-  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+  explicit CountingAllocator(c10::Allocator* base) : base_(base), base_deleter_(base->raw_deleter()) {}
 
   c10::DataPtr allocate(size_t n) override {
-    c10::DataPtr inner = base_->allocate(n);
-    void* data = inner.get();
-    const c10::Device device = inner.device();
-    auto* ctx = new Ctx{std::move(inner), n, this};
+    TORCH_CHECK(base_deleter_ != nullptr, "llmrl: the default CPU allocator has no raw deleter");
+    void* raw = base_->raw_allocate(n + kHeader);
+    auto* header = static_cast<Header*>(raw);
+    header->bytes = n;
+    header->owner = this;
+    void* data = static_cast<char*>(raw) + kHeader;
     const int64_t cur = current_.fetch_add(int64_t(n)) + int64_t(n);
     int64_t p = peak_.load();
     while (cur > p && !peak_.compare_exchange_weak(p, cur)) {}
-    return c10::DataPtr(data, ctx, &CountingAllocator::release, device);
+    return c10::DataPtr(data, data, &CountingAllocator::release, c10::Device(c10::DeviceType::CPU));
   }
 
+  c10::DeleterFnPtr raw_deleter() const override { return &CountingAllocator::release; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 
   int64_t current() const { return current_.load(); }
@@ -33,18 +39,24 @@ class CountingAllocator final : public c10::Allocator {
   void reset_peak() { peak_.store(current_.load()); }
 
  private:
-  struct Ctx {
-    c10::DataPtr inner;  // frees the memory through the base allocator when destroyed
-    size_t n;
+  struct Header {
+    size_t bytes;
     CountingAllocator* owner;
   };
-  static void release(void* p) {
-    auto* ctx = static_cast<Ctx*>(p);
-    ctx->owner->current_.fetch_sub(int64_t(ctx->n));
-    delete ctx;
+  static constexpr size_t kHeader = 64;
+  static_assert(sizeof(Header) <= kHeader);
+
+  static void release(void* data) {
+    if (!data) return;
+    void* raw = static_cast<char*>(data) - kHeader;
+    auto* header = static_cast<Header*>(raw);
+    CountingAllocator* self = header->owner;
+    self->current_.fetch_sub(int64_t(header->bytes));
+    self->base_deleter_(raw);
   }
 
   c10::Allocator* base_;
+  c10::DeleterFnPtr base_deleter_;
   std::atomic<int64_t> current_{0};
   std::atomic<int64_t> peak_{0};
 };

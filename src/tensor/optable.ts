@@ -10,7 +10,7 @@ const SPECS = {
   neg: 'aten::neg', abs: 'aten::abs', sqrt: 'aten::sqrt', rsqrt: 'aten::rsqrt', square: 'aten::square',
   exp: 'aten::exp', log: 'aten::log', log1p: 'aten::log1p', expm1: 'aten::expm1', tanh: 'aten::tanh',
   sigmoid: 'aten::sigmoid', relu: 'aten::relu', silu: 'aten::silu', gelu: 'aten::gelu', sin: 'aten::sin',
-  cos: 'aten::cos', sign: 'aten::sign', floor: 'aten::floor', ceil: 'aten::ceil', round: 'aten::round',
+  cos: 'aten::cos', erf: 'aten::erf', sign: 'aten::sign', floor: 'aten::floor', ceil: 'aten::ceil', round: 'aten::round',
   reciprocal: 'aten::reciprocal', logicalNot: 'aten::logical_not', logicalAnd: 'aten::logical_and',
   logicalOr: 'aten::logical_or', isnan: 'aten::isnan', isfinite: 'aten::isfinite', logsigmoid: 'aten::log_sigmoid',
   clamp: 'aten::clamp', maximum: 'aten::maximum', minimum: 'aten::minimum', nanToNum: 'aten::nan_to_num',

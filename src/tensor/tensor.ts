@@ -161,6 +161,7 @@ export class Tensor {
   expm1(): Tensor { return c1('expm1', this); }
   sin(): Tensor { return c1('sin', this); }
   cos(): Tensor { return c1('cos', this); }
+  erf(): Tensor { return c1('erf', this); }
   sign(): Tensor { return c1('sign', this); }
   floor(): Tensor { return c1('floor', this); }
   ceil(): Tensor { return c1('ceil', this); }
@@ -321,7 +322,7 @@ export function w(h: Handle): Tensor {
   return new Tensor(h);
 }
 
-function c1(op: 'detach' | 'clone' | 'contiguous' | 'neg' | 'abs' | 'sqrt' | 'rsqrt' | 'square' | 'reciprocal' | 'exp' | 'log' | 'log1p' | 'expm1' | 'sin' | 'cos' | 'sign' | 'floor' | 'ceil' | 'round' | 'tanh' | 'sigmoid' | 'logsigmoid' | 'relu' | 'silu' | 'logicalNot' | 'isnan' | 'isfinite' | 'max' | 'min' | 'prod' | 'all' | 'any' | 'squeeze', t: Tensor): Tensor {
+function c1(op: 'detach' | 'clone' | 'contiguous' | 'neg' | 'abs' | 'sqrt' | 'rsqrt' | 'square' | 'reciprocal' | 'exp' | 'log' | 'log1p' | 'expm1' | 'sin' | 'cos' | 'erf' | 'sign' | 'floor' | 'ceil' | 'round' | 'tanh' | 'sigmoid' | 'logsigmoid' | 'relu' | 'silu' | 'logicalNot' | 'isnan' | 'isfinite' | 'max' | 'min' | 'prod' | 'all' | 'any' | 'squeeze', t: Tensor): Tensor {
   return w(native().call(ops()[op], t._h));
 }
 

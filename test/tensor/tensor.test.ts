@@ -235,6 +235,15 @@ describe('autograd modes and lifetime', () => {
     expect(s.current).toBe(base.current);
   });
 
+  test('oneDNN paths (float32 GELU, bfloat16 matmul) work with the counting allocator', () => tidy(() => {
+    // Regression: raw_allocate asserts DataPtr context == data; the counting allocator must keep that.
+    const x = randn([16, 64]);
+    const ref = x.double().mul(0.5).mul(x.double().div(Math.SQRT2).erf().add(1));
+    expect(x.gelu().double().sub(ref).abs().max().item()).toBeLessThan(1e-4);
+    const b = x.to('bfloat16');
+    expect(b.matmul(b.t()).float().sub(x.matmul(x.t())).abs().max().item()).toBeLessThan(2);
+  }));
+
   test('bad input throws clear errors and the process keeps running', () => tidy(() => {
     const a = ones([2, 3]);
     expect(() => a.matmul(ones([2, 3]))).toThrow(expect.objectContaining({ name: 'TorchError', message: expect.stringMatching(/aten::matmul: .*2x3 and 2x3/) }));
