@@ -3,3 +3,4 @@ export * from './tensor/index.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export * from './io/safetensors.js';
