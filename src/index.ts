@@ -4,3 +4,4 @@ export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * from './io/safetensors.js';
+export * from './tokenizer/index.js';
