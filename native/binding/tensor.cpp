@@ -2,6 +2,7 @@
 // autograd entry points, grad/inference modes, RNG seed, memory accounting.
 #include "tensor.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -9,6 +10,7 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <unordered_set>
 #include <vector>
 
@@ -310,6 +312,28 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   });
 }
 
+// getRngState() → uint8 tensor of the default CPU generator's state; setRngState(t) restores it
+// (checkpoints resume with the same random stream).
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "getRngState", [&]() -> Napi::Value {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return wrap(env, gen.get_state());
+  });
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "setRngState", [&]() -> Napi::Value {
+    const at::Tensor& state = unwrap(env, info[0], "setRngState", "state");
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+    return env.Undefined();
+  });
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -345,6 +369,8 @@ void init_tensor(Napi::Env env, Napi::Object exports) {
   fn("exitInferenceMode", ExitInferenceMode);
   fn("isInferenceMode", IsInferenceMode);
   fn("manualSeed", ManualSeed);
+  fn("getRngState", GetRngState);
+  fn("setRngState", SetRngState);
   fn("setNumThreads", SetNumThreads);
   fn("getNumThreads", GetNumThreads);
 

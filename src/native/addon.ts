@@ -34,6 +34,8 @@ export interface NativeAddon {
   exitInferenceMode(): void;
   isInferenceMode(): boolean;
   manualSeed(seed: number | bigint): void;
+  getRngState(): Handle;
+  setRngState(state: Handle): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   dtypes: Record<string, number>;

@@ -164,6 +164,15 @@ export function manualSeed(seed: number | bigint): void {
   native().manualSeed(seed);
 }
 
+/** The CPU generator's state as a uint8 tensor (for checkpoints). */
+export function getRngState(): Tensor {
+  return w(native().getRngState());
+}
+/** Restores a state from getRngState(): the random stream continues from there. */
+export function setRngState(state: Tensor): void {
+  native().setRngState(handleOf(state, 'setRngState', 'state'));
+}
+
 // ---- functional ops over several tensors ----
 export function cat(tensors: Tensor[], dim = 0): Tensor {
   if (!Array.isArray(tensors)) throw new TypeError(`cat: 'tensors' must be an array of Tensors, got ${describe(tensors)}`);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
-  Tensor, arange, cat, memoryStats, resetPeakMemory, dropout, embedding, full, inferenceMode, isGradEnabled, layerNorm, manualSeed, memory,
+  Tensor, arange, cat, getRngState, setRngState, memoryStats, resetPeakMemory, dropout, embedding, full, inferenceMode, isGradEnabled, layerNorm, manualSeed, memory,
   multinomial, noGrad, ones, rand, randint, randn, rmsNorm, scaledDotProductAttention, stack, tensor, tidy, where, zeros,
 } from '../../src/index.js';
 
@@ -61,6 +61,11 @@ describe('creation and data', () => {
     const u = rand([1000]);
     expect(u.min().item()).toBeGreaterThanOrEqual(0);
     expect(u.max().item()).toBeLessThan(1);
+    const st = getRngState();
+    const r1 = randn([4]).toArray();
+    setRngState(st);
+    expect(randn([4]).toArray()).toEqual(r1);
+    expect(st.dtype).toBe('uint8');
     const s = multinomial(tensor([[0, 0, 1], [1, 0, 0]]), 4, { replacement: true });
     expect(s.toArray()).toEqual([[2, 2, 2, 2], [0, 0, 0, 0]]);
   }));
