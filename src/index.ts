@@ -5,3 +5,5 @@ export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * from './io/safetensors.js';
 export * from './tokenizer/index.js';
+export * from './models/index.js';
+export * from './generation/index.js';
