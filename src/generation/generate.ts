@@ -113,8 +113,7 @@ export function generate(model: GenerativeModel, inputIds: Tensor, opts: Generat
   }
   const [B, P] = inputIds.shape;
   if (B < 1 || P < 1) fail(`'inputIds' must hold at least one prompt token per row, got shape [${B}, ${P}]`);
-  const lo = inputIds.min().item();
-  const hi = inputIds.max().item();
+  const [lo, hi] = tidy(() => [inputIds.min().item(), inputIds.max().item()]);
   if (lo < 0 || hi >= cfg.vocabSize) fail(`'inputIds' holds token id ${lo < 0 ? lo : hi}, outside the vocabulary [0, ${cfg.vocabSize})`);
   const am = opts.attentionMask ?? null;
   if (am !== null && (!(am instanceof Tensor) || am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== P)) {
