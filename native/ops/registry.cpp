@@ -8,6 +8,18 @@ TORCH_LIBRARY(llmrl, m) {
   // ---- end token_logprobs ----
 
   // ---- §1b linear_token_logprobs ----
+  // Token log-probs (and optional entropy) of logits = hidden·Wᵀ (+bias), /τ, computed chunk by chunk
+  // (chunk_size rows; 0 = auto) without materialising [N, V]. entropy is None unless with_entropy.
+  m.def("linear_token_logprobs(Tensor hidden, Tensor weight, Tensor targets, Tensor? bias=None, "
+        "float temperature=1.0, int chunk_size=0, bool with_entropy=False) -> (Tensor logprobs, Tensor entropy)");
+  // Internal: forward also returns logz [N] (fp32, fp64 for fp64 inputs) for the backward.
+  m.def("linear_token_logprobs_forward(Tensor hidden, Tensor weight, Tensor targets, Tensor? bias=None, "
+        "float temperature=1.0, int chunk_size=0, bool with_entropy=False) "
+        "-> (Tensor logprobs, Tensor entropy, Tensor logz)");
+  // Internal: recomputes chunk logits; output_mask = which of (hidden, weight, bias) grads to compute.
+  m.def("linear_token_logprobs_backward(Tensor? grad_logprobs, Tensor? grad_entropy, Tensor hidden, "
+        "Tensor weight, Tensor targets, Tensor? bias, Tensor logz, Tensor? entropy, float temperature, "
+        "int chunk_size, bool[3] output_mask) -> (Tensor grad_hidden, Tensor grad_weight, Tensor grad_bias)");
   // ---- end linear_token_logprobs ----
 
   // ---- §2 kl_penalty ----
