@@ -265,12 +265,6 @@ export function checkRow(row: unknown, info: FormatInfo): Row {
   }
 }
 
-/** Validates a row that carries no dataset info (collators on hand-made rows): detect, then check. */
-export function checkLooseRow(row: unknown): { row: Row; info: FormatInfo } {
-  const info = detectFormat(row);
-  return { row: checkRow(row, info), info };
-}
-
 export function isFormat(v: unknown): v is DatasetFormat {
   return typeof v === 'string' && (DATASET_FORMATS as readonly string[]).includes(v);
 }
