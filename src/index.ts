@@ -7,3 +7,4 @@ export * from './io/safetensors.js';
 export * from './tokenizer/index.js';
 export * from './models/index.js';
 export * from './generation/index.js';
+export * from './data/index.js';
