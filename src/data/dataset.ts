@@ -14,7 +14,7 @@ import {
   DatasetError, RowProblem, SkipReport, checkRow, detectFormat, isFormat, tagRowSource,
   DATASET_FORMATS, type DatasetFormat, type FormatInfo, type Row,
 } from './format.js';
-import { checkSeed, mulberry32, permutation, shuffleInPlace } from './rng.js';
+import { checkSeed, permutation, seededRandom, shuffleInPlace } from './rng.js';
 import { fileKind, jsonRecords, jsonlRecords, splitFiles, type RawRecord } from './sources.js';
 
 export interface LoadDatasetOptions {
@@ -152,17 +152,17 @@ export class Dataset<R extends Row = Row> implements AsyncIterable<R> {
 
   /**
    * A deterministic shuffle: the same seed gives the same order on every pass and every machine.
-   * In memory: Fisher–Yates with mulberry32(seed). Streamed: a buffer shuffle (HF's algorithm) over
+   * In memory: Fisher–Yates with mulberry32 (seeded through mixSeed). Streamed: a buffer shuffle (HF's algorithm) over
    * `bufferSize` rows (default 1000), restarted from `seed` on each pass.
    */
   shuffle(seed: number, opts: ShuffleOptions = {}): Dataset<R> {
     checkSeed(seed, 'Dataset.shuffle');
-    if (this.items) return this.derive(shuffleInPlace([...this.items], mulberry32(seed)), null);
+    if (this.items) return this.derive(shuffleInPlace([...this.items], seededRandom(seed)), null);
     const size = opts.bufferSize ?? DEFAULT_BUFFER;
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`Dataset.shuffle: 'bufferSize' must be an integer ≥ 1, got ${size}`);
     const src = this.producer!;
     return this.derive(null, async function* () {
-      const rand = mulberry32(seed);
+      const rand = seededRandom(seed);
       const buf: R[] = [];
       for await (const r of src()) {
         if (buf.length < size) {

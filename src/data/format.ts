@@ -95,7 +95,8 @@ const ROW_SOURCE = Symbol.for('llmrl.data.rowSource');
 
 /** Tags a row with where it came from (non-enumerable: invisible to JSON and Object.keys). */
 export function tagRowSource<R extends Row>(row: R, where: string): R {
-  Object.defineProperty(row, ROW_SOURCE, { value: where, enumerable: false, configurable: true });
+  const d = Object.getOwnPropertyDescriptor(row, ROW_SOURCE);
+  if (Object.isExtensible(row) || d?.configurable) Object.defineProperty(row, ROW_SOURCE, { value: where, enumerable: false, configurable: true });
   return row;
 }
 

@@ -21,4 +21,4 @@ export {
   type PreferenceBatch, type SFTCollateOptions, type SFTBatch,
 } from './collate.js';
 export { DataLoader, batches, type LoaderOptions, type LoaderState } from './loader.js';
-export { mulberry32, mixSeed, permutation } from './rng.js';
+export { mulberry32, mixSeed, permutation, seededRandom } from './rng.js';

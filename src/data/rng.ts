@@ -53,9 +53,14 @@ export function shuffleInPlace<T extends { length: number; [i: number]: unknown 
   return arr;
 }
 
+/** A mulberry32 stream seeded from all bits of `seed` (any safe integer) via mixSeed. */
+export function seededRandom(seed: number): () => number {
+  return mulberry32(mixSeed(seed));
+}
+
 /** A seeded permutation of 0..n-1 (Fisher–Yates over a Uint32Array). */
 export function permutation(n: number, seed: number): Uint32Array {
   const p = new Uint32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
-  return shuffleInPlace(p, mulberry32(seed));
+  return shuffleInPlace(p, seededRandom(seed));
 }

@@ -290,3 +290,8 @@ describe('shuffle, take, filter, map, split', () => {
     await expect(datasetFromRows(rows.slice(0, 1)).trainTestSplit({ testSize: 0.5 })).rejects.toThrow(/both sets need at least one/);
   });
 });
+
+test('frozen rows are accepted (no source tag)', async () => {
+  const ds = await loadDataset([Object.freeze({ prompt: 'a' })]);
+  expect(await ds.toArray()).toEqual([{ prompt: 'a' }]);
+});
