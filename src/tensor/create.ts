@@ -40,8 +40,8 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
   out.push(data);
 }
 
-function finish(h: Handle, opts: CreateOptions): Tensor {
-  const t = w(h);
+function finish(h: Handle | Tensor, opts: CreateOptions): Tensor {
+  const t = h instanceof Tensor ? h : w(h);
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -61,13 +61,12 @@ export function tensor(data: NestedArray | ArrayBufferView, opts: CreateOptions 
     const count = data.byteLength / ITEMSIZE[src];
     const shape = opts.shape ?? [count];
     checkShape(shape, count, 'tensor');
-    let h = n.fromBuffer(data, shape, dtypeCode(src));
+    const h = n.fromBuffer(data, shape, dtypeCode(src));
     if ((opts.dtype && opts.dtype !== src) || device) {
       const t = w(h);
       const c = t.to({ dtype: opts.dtype, device });
       t.dispose();
-      h = c._h;
-      return finish(h, opts);
+      return finish(c, opts);
     }
     return finish(h, opts);
   }
@@ -91,7 +90,7 @@ export function tensor(data: NestedArray | ArrayBufferView, opts: CreateOptions 
   const t = w(h);
   const c = t.to({ dtype, device });
   t.dispose();
-  return finish(c._h, opts);
+  return finish(c, opts);
 }
 
 function checkShape(shape: readonly number[], count: number, what: string): void {

@@ -219,6 +219,16 @@ describe('autograd modes and lifetime', () => {
     expect(memory().liveTensors).toBe(base);
   });
 
+  test('tensors converted at creation survive the enclosing tidy (regression)', () => {
+    const a = tidy(() => tensor(new Float64Array([1, 2]), { dtype: 'int64' }));
+    const b = tidy(() => tensor([1, 2], { dtype: 'bfloat16' }));
+    expect(a.isDisposed).toBe(false);
+    expect(b.isDisposed).toBe(false);
+    expect(a.toArray()).toEqual([1, 2]);
+    a.dispose();
+    b.dispose();
+  });
+
   test('memory() counts bytes per storage once', () => {
     const base = memory();
     const a = zeros([1000]);
