@@ -4,8 +4,9 @@
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  CausalLM, KVCache, Tensor, cat, loadCausalLM, memory, noGrad, onesLike, tensor, tidy, topKFilter, topPFilter,
+  CausalLM, KVCache, Tensor, cat, loadCausalLM, memory, noGrad, ops, onesLike, tensor, tidy, topKFilter, topPFilter,
 } from '../../src/index.js';
+import { native } from '../../src/native/addon.js';
 import { CAUSAL, MODELS, causalRef, ids } from '../models/fixtures.js';
 
 const models = new Map<string, CausalLM>();
@@ -14,16 +15,41 @@ afterAll(() => { for (const m of models.values()) m.dispose(); });
 
 const arr = (t: Tensor) => t.toArray() as number[][];
 
-/** Log-probs of `completion` recomputed by one forward pass over prompt + completion at temperature T. */
-function recompute(model: CausalLM, prompt: Tensor, promptMask: Tensor, completion: Tensor, completionMask: Tensor, temperature = 1): Tensor {
+type Recompute = 'logSoftmax' | 'linearTokenLogprobs' | 'tokenLogprobs';
+// ops.tokenLogprobs is another engineer's op; it is checked here once it exists.
+const tokenLogprobs = (ops as unknown as Record<string, unknown>).tokenLogprobs as
+  ((logits: Tensor, targets: Tensor, o: { temperature: number }) => { logprobs: Tensor }) | undefined;
+/** Whether the loaded addon registers a fused op (a stale build may not have it yet). */
+function hasOp(name: string): boolean {
+  try { native().opHandle(name, ''); return true; } catch { return false; }
+}
+const RECOMPUTE: Recompute[] = [
+  'logSoftmax',
+  ...(hasOp('llmrl::linear_token_logprobs') ? ['linearTokenLogprobs' as const] : []),
+  ...(tokenLogprobs && hasOp('llmrl::token_logprobs') ? ['tokenLogprobs' as const] : []),
+];
+
+/**
+ * Log-probs of `completion` recomputed by one forward pass over prompt + completion at temperature T,
+ * as a trainer would: from the logits, or from `hidden` and `lmHeadWeight()` with the fused op.
+ */
+function recompute(model: CausalLM, prompt: Tensor, promptMask: Tensor, completion: Tensor, completionMask: Tensor, temperature: number, how: Recompute): Tensor {
   return tidy(() => noGrad(() => {
     const P = prompt.shape[1];
     const L = completion.shape[1];
     const all = cat([prompt, completion], 1);
     const mask = cat([promptMask, completionMask], 1);
-    const { logits } = model.forward(all, { attentionMask: mask });
-    const scores = logits.narrow(1, P - 1, L).div(temperature); //  [B, L, V] predicts completion
-    return scores.logSoftmax(-1).gather(2, completion.unsqueeze(2)).squeeze(2).mul(completionMask);
+    const { logits, hidden } = model.forward(all, { attentionMask: mask });
+    let lp: Tensor;
+    if (how === 'linearTokenLogprobs') {
+      lp = ops.linearTokenLogprobs(hidden.narrow(1, P - 1, L), model.lmHeadWeight(), completion, { temperature }).logprobs;
+    } else if (how === 'tokenLogprobs') {
+      lp = tokenLogprobs!(logits.narrow(1, P - 1, L), completion, { temperature }).logprobs;
+    } else {
+      const scores = logits.narrow(1, P - 1, L).div(temperature); //  [B, L, V] predicts completion
+      lp = scores.logSoftmax(-1).gather(2, completion.unsqueeze(2)).squeeze(2);
+    }
+    return lp.mul(completionMask);
   }));
 }
 
@@ -65,9 +91,10 @@ describe.each(CAUSAL)('%s', (name) => {
     const prompt = ids(ref.input_ids);
     const mask = tensor(ref.attention_mask, { dtype: 'int64' });
     const out = model.generate(prompt, { attentionMask: mask, maxNewTokens: 10, doSample: true, temperature, topK: 20, topP: 0.9, seed: 3, eosTokenId: ref.eos_token_id });
-    const again = recompute(model, prompt, mask, out.completionIds, out.completionMask, temperature);
-    const d = again.sub(out.logprobs).abs().max().item();
-    expect(d).toBeLessThanOrEqual(1e-5);
+    for (const how of RECOMPUTE) {
+      const again = recompute(model, prompt, mask, out.completionIds, out.completionMask, temperature, how);
+      expect(again.sub(out.logprobs).abs().max().item(), how).toBeLessThanOrEqual(1e-5);
+    }
   }));
 });
 
