@@ -140,6 +140,9 @@ export function generate(model: GenerativeModel, inputIds: Tensor, opts: Generat
         let pos: Tensor;
         let next: Tensor; //                                  [B|1, 1] position of the next new token
         const m = am === null ? null : am.ne(0);
+        if (m && !m.select(1, P - 1).all().item()) {
+          throw new RangeError('generate: the prompts are right-padded (some rows end with attention mask 0); generation continues after the last column, so pad prompts on the left (tokenizer padding side "left")');
+        }
         if (m && !m.all().item()) {
           keyMask = ones([B, P + maxNew], { dtype: 'bool', device });
           keyMask.narrow(1, 0, P).copy_(m);

@@ -158,6 +158,27 @@ describe('sampling', () => {
     expect(() => model.generate(ids(ref.input_ids), { maxNewTokens: 2, stopStrings: ['x'] })).toThrow(/decode/);
   }));
 
+  test('bfloat16 models generate (float32 log-probs, finite); bad options are rejected', () => tidy(() => {
+    const m16 = loadCausalLM(path.join(MODELS, name), { dtype: 'bfloat16' });
+    const ref = causalRef(name);
+    const mask = tensor(ref.attention_mask, { dtype: 'int64' });
+    const out = m16.generate(ids(ref.input_ids), { attentionMask: mask, maxNewTokens: 4, eosTokenId: null });
+    expect(out.completionIds.shape).toEqual([3, 4]);
+    expect(out.logprobs.dtype).toBe('float32');
+    expect(out.logprobs.isfinite().all().item()).toBe(true);
+    m16.dispose();
+    const model = models.get(name)!;
+    const x = ids(ref.input_ids);
+    expect(() => model.generate(x, { maxNewTokens: -1 })).toThrow(/maxNewTokens/);
+    expect(() => model.generate(x, { maxNewTokens: 2, doSample: true, temperature: 0 })).toThrow(/temperature.*doSample: false/);
+    expect(() => model.generate(x, { maxNewTokens: 2, topP: 1.5 })).toThrow(/topP/);
+    expect(() => model.generate(x, { maxNewTokens: 2, eosTokenId: 10_000 })).toThrow(/eosTokenId/);
+    expect(() => model.generate(x, { maxNewTokens: 2, attentionMask: tensor([[1, 0]], { dtype: 'int64' }) })).toThrow(/attentionMask/);
+    const right = tensor(ref.attention_mask.map((r) => [...r].reverse()), { dtype: 'int64' });
+    expect(() => model.generate(x, { maxNewTokens: 2, attentionMask: right })).toThrow(/right-padded.*left/);
+    expect(model.generate(x, { maxNewTokens: 0 }).completionIds.shape).toEqual([3, 0]);
+  }));
+
   test('generation and a manual KV-cache loop free every intermediate tensor', () => {
     const model = models.get(name)!;
     const ref = causalRef(name);
