@@ -32,6 +32,17 @@ TORCH_LIBRARY(llmrl, m) {
   // ---- end kl_penalty ----
 
   // ---- §3 gae, masked_whiten, group_advantages ----
+  // GAE over the valid positions of each row (masked gaps skipped); returns = advantages + values.
+  // No gradient: outputs are targets (a no-grad Autograd kernel; outputs never require grad).
+  m.def("gae(Tensor rewards, Tensor values, Tensor mask, float gamma=1.0, float lam=0.95) "
+        "-> (Tensor advantages, Tensor returns)");
+  // (x − μ)/sqrt(var + 1e-8) over all valid tokens (Bessel var); shift_mean=False adds μ back. Differentiable.
+  m.def("masked_whiten(Tensor x, Tensor mask, bool shift_mean=True) -> Tensor");
+  m.def("masked_whiten_backward(Tensor grad, Tensor x, Tensor mask, bool shift_mean) -> Tensor");
+  // Group-relative advantages over consecutive groups of group_size; scale in {group,batch,none,rloo};
+  // NaN rewards excluded (A = 0). Also returns the per-group std [B/G]. No gradient.
+  m.def("group_advantages(Tensor rewards, int group_size, str scale='group') "
+        "-> (Tensor advantages, Tensor group_std)");
   // ---- end advantages ----
 
   // ---- §4–6 clipped_surrogate, sequence level, loss_agg, value_loss ----
