@@ -4,7 +4,8 @@
 // Over ALL valid positions of x (mask != 0; one global statistic, not per row):
 //   N = Σ m,  μ = Σ m·x / N,  var = Σ m·(x − μ)² / (N − 1)   (Bessel correction, like TRL)
 //   y = (x − μ) · s,  s = 1/sqrt(var + 1e-8);   shift_mean=false: y = (x − μ)·s + μ (TRL adds the mean back)
-// Masked positions return 0 (TRL leaves them whitened; llmrl zeroes them) and are never read.
+// Masked positions return 0 (TRL leaves them whitened; llmrl zeroes them) and never contribute: their
+// values (NaN/Inf allowed) are selected away, never added or multiplied by 0.
 // Edge cases TRL rejects with an error, defined here instead: N == 1 → var = 0 (so y = 0, or x itself
 // with shift_mean=false); N == 0 → all zeros. Never NaN from the statistics.
 //
