@@ -1,3 +1,6 @@
 // ops: the fused RL ops (ALGORITHMS.md), the only place trainers get loss math from.
 export { klPenalty, type KlEstimator, type KlPenaltyOptions } from './klPenalty.js';
+export { gae, type GaeOptions, type GaeResult } from './gae.js';
+export { maskedWhiten, type MaskedWhitenOptions } from './maskedWhiten.js';
+export { groupAdvantages, type AdvantageScale, type GroupAdvantagesOptions, type GroupAdvantagesResult } from './groupAdvantages.js';
 export { linearTokenLogprobs, type LinearTokenLogprobsOptions, type LinearTokenLogprobsResult } from './linearTokenLogprobs.js';
