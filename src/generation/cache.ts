@@ -84,8 +84,4 @@ export class KVCache {
   dispose(): void {
     this.reset();
   }
-
-  get isDisposed(): boolean {
-    return this.keys.length === 0 && this.length === 0;
-  }
 }

@@ -1,7 +1,7 @@
 // Logits of llmrl's GPT-2 / Llama / Qwen2 / Mistral equal transformers' on the fixtures
 // (left-padded batch, attention mask, default and explicit position ids).
 import { describe, expect, test } from 'vitest';
-import { loadCausalLM, memory, tidy, tensor, noGrad } from '../../src/index.js';
+import { loadCausalLM, memory, ropeInvFreq, tidy, tensor, noGrad } from '../../src/index.js';
 import * as path from 'node:path';
 import { CAUSAL, MODELS, causalRef, ids, maxDiffMasked, refLogits } from './fixtures.js';
 
@@ -23,5 +23,23 @@ describe.each(CAUSAL)('%s', (name) => {
     }));
     model.dispose();
     expect(memory().liveTensors).toBe(before);
+  });
+});
+
+describe('RoPE inverse frequencies equal transformers\' bit for bit', () => {
+  test.each(['llama', 'qwen2', 'mistral'])('%s', (name) => {
+    const ref = causalRef(name) as ReturnType<typeof causalRef> & { inv_freq: number[] };
+    const model = loadCausalLM(path.join(MODELS, name));
+    const ours = Array.from(ropeInvFreq(model.config.rope!, model.config.headDim));
+    expect(ours).toEqual(ref.inv_freq);
+    model.dispose();
+  });
+
+  test('llama3 scaling: the fixture covers all three bands (kept, smoothed, divided by factor)', () => {
+    const rope = { theta: 10000, type: 'default' as const };
+    const plain = ropeInvFreq(rope, 16);
+    const scaled = ropeInvFreq({ ...rope, type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 }, 16);
+    const kinds = Array.from(plain, (p, i) => (scaled[i] === p ? 'kept' : Math.abs(scaled[i] - p / 8) < 1e-12 ? 'divided' : 'smoothed'));
+    expect(new Set(kinds)).toEqual(new Set(['kept', 'smoothed', 'divided']));
   });
 });
