@@ -8,3 +8,4 @@ export * from './tokenizer/index.js';
 export * from './models/index.js';
 export * from './generation/index.js';
 export * from './data/index.js';
+export * from './trainers/index.js';
