@@ -22,13 +22,15 @@ def median(xs):
 
 
 def timed(fn, repeats):
+    """Median wall seconds and median process CPU seconds (user + sys) after one warm-up run."""
     fn()  # warm-up
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t)
-    return median(out)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return median(wall), median(cpu)
 
 
 def main():
@@ -67,11 +69,12 @@ def main():
         with torch.no_grad():
             model(seq)
 
-    g = timed(gen, a.repeats)
-    f = timed(fwd, a.repeats)
+    g, gc = timed(gen, a.repeats)
+    f, fc = timed(fwd, a.repeats)
     r = {
         "generateSeconds": g, "generateTokensPerSec": a.batch * a.new / g,
         "forwardSeconds": f, "forwardTokensPerSec": a.batch * (a.prompt + a.new) / f,
+        "generateCpuSeconds": gc, "forwardCpuSeconds": fc,
         "version": transformers.__version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     print(json.dumps(r) if a.json else json.dumps(r, indent=2))

@@ -7,12 +7,12 @@
 //   forward tokens/s    = B · (prompt + newTokens) / time of one forward with full logits, no grad
 // The transformers side is scripts/bench/hf_generate.py, run with the same settings when `python`
 // (default $LLMRL_BENCH_PYTHON, else /tmp/benchvenv/bin/python, else python3) has torch + transformers.
-// Run: node dist/bench/generate.js [--python <path>] [--json]
+// Run: node dist/bench/generate.js [--python <path>] [--threads N] [--repeats N] [--json]
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { getNumThreads, inferenceMode, randint, tidy } from '../tensor/index.js';
+import { getNumThreads, inferenceMode, randint, setNumThreads, tidy } from '../tensor/index.js';
 import { createCausalLM } from '../models/load.js';
 import { machineLine } from './harness.js';
 
@@ -28,18 +28,20 @@ export interface BenchGenerateOptions {
   newTokens?: number;
   /** Timed repeats (median reported); default 3. */
   repeats?: number;
+  /** libtorch intra-op threads for both sides (default: the current setting, i.e. the core count). */
+  threads?: number;
   /** Python with torch + transformers for the baseline; null skips it. */
   python?: string | null;
 }
 
 export interface GenerateBenchResult {
-  config: Required<Omit<BenchGenerateOptions, 'python'>>;
+  config: Required<Omit<BenchGenerateOptions, 'python' | 'threads'>>;
   machine: string;
   threads: number;
-  llmrl: { generateSeconds: number; generateTokensPerSec: number; forwardSeconds: number; forwardTokensPerSec: number };
-  transformers: { generateSeconds: number; generateTokensPerSec: number; forwardSeconds: number; forwardTokensPerSec: number; version: string; torch: string } | null;
-  /** llmrl / transformers tokens per second (> 1: llmrl faster). */
-  ratio: { generate: number; forward: number } | null;
+  llmrl: SideResult;
+  transformers: (SideResult & { version: string; torch: string }) | null;
+  /** llmrl / transformers tokens per second (> 1: llmrl faster), by wall time and by CPU time. */
+  ratio: { generate: number; forward: number; generateCpu: number; forwardCpu: number } | null;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -49,15 +51,29 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function timed(fn: () => void, repeats: number): number {
-  tidy(fn); // warm-up (allocator, oneDNN primitives)
-  const out: number[] = [];
+/** Median wall seconds and median process CPU seconds (user + sys) of `fn`, after one warm-up run.
+ *  CPU time is the load-robust figure on a shared machine when running one thread. */
+function timed(fn: () => void, repeats: number): { wall: number; cpu: number } {
+  // tidy keeps what its function returns: wrap so every tensor of a run is freed before the next.
+  const run = () => { tidy(() => { fn(); }); };
+  run(); // warm-up (allocator, oneDNN primitives)
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < repeats; i++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
-    tidy(fn);
-    out.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    run();
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1e6);
   }
-  return median(out);
+  return { wall: median(wall), cpu: median(cpu) };
+}
+
+interface SideResult {
+  generateSeconds: number; generateTokensPerSec: number; forwardSeconds: number; forwardTokensPerSec: number;
+  /** Process CPU seconds per run (user + sys). */
+  generateCpuSeconds: number; forwardCpuSeconds: number;
 }
 
 function findPython(explicit: string | null | undefined): string | null {
@@ -85,10 +101,11 @@ export function benchGenerate(opts: BenchGenerateOptions = {}): GenerateBenchRes
     num_hidden_layers: config.numLayers, num_attention_heads: config.numHeads, num_key_value_heads: config.numKvHeads,
     max_position_embeddings: 2048, tie_word_embeddings: false,
   };
+  if (opts.threads !== undefined) setNumThreads(opts.threads);
   const model = createCausalLM(hf, { seed: 0 });
   const { batch: B, promptLength: P, newTokens: N } = config;
-  let gen = 0;
-  let fwd = 0;
+  let gen = { wall: 0, cpu: 0 };
+  let fwd = { wall: 0, cpu: 0 };
   try {
     const prompt = randint(3, config.vocabSize, [B, P]);
     const seq = randint(3, config.vocabSize, [B, P + N]);
@@ -96,14 +113,17 @@ export function benchGenerate(opts: BenchGenerateOptions = {}): GenerateBenchRes
       const out = model.generate(prompt, { maxNewTokens: N, eosTokenId: null });
       if (out.completionIds.shape[1] !== N) throw new Error('benchGenerate: generation stopped early');
     }, config.repeats);
-    fwd = timed(() => inferenceMode(() => model.forward(seq)), config.repeats);
+    fwd = timed(() => { inferenceMode(() => model.forward(seq)); }, config.repeats);
     prompt.dispose();
     seq.dispose();
   } finally {
     model.dispose();
   }
   const threads = getNumThreads();
-  const llmrl = { generateSeconds: gen, generateTokensPerSec: (B * N) / gen, forwardSeconds: fwd, forwardTokensPerSec: (B * (P + N)) / fwd };
+  const llmrl: SideResult = {
+    generateSeconds: gen.wall, generateTokensPerSec: (B * N) / gen.wall, forwardSeconds: fwd.wall, forwardTokensPerSec: (B * (P + N)) / fwd.wall,
+    generateCpuSeconds: gen.cpu, forwardCpuSeconds: fwd.cpu,
+  };
   let transformers: GenerateBenchResult['transformers'] = null;
   const py = findPython(opts.python);
   if (py) {
@@ -124,6 +144,8 @@ export function benchGenerate(opts: BenchGenerateOptions = {}): GenerateBenchRes
     ratio: transformers ? {
       generate: llmrl.generateTokensPerSec / transformers.generateTokensPerSec,
       forward: llmrl.forwardTokensPerSec / transformers.forwardTokensPerSec,
+      generateCpu: transformers.generateCpuSeconds / llmrl.generateCpuSeconds,
+      forwardCpu: transformers.forwardCpuSeconds / llmrl.forwardCpuSeconds,
     } : null,
   };
 }
@@ -143,12 +165,17 @@ export function formatGenerateBench(r: GenerateBenchResult): string {
     '|---|---:|---:|---:|',
     row('generate (new tokens/s)', r.llmrl.generateTokensPerSec, t?.generateTokensPerSec, r.ratio?.generate),
     row('forward (tokens/s, full logits, no grad)', r.llmrl.forwardTokensPerSec, t?.forwardTokensPerSec, r.ratio?.forward),
+    row('generate, by CPU time (new tokens per CPU-second)', (c.batch * c.newTokens) / r.llmrl.generateCpuSeconds,
+      t ? (c.batch * c.newTokens) / t.generateCpuSeconds : undefined, r.ratio?.generateCpu),
+    row('forward, by CPU time (tokens per CPU-second)', (c.batch * (c.promptLength + c.newTokens)) / r.llmrl.forwardCpuSeconds,
+      t ? (c.batch * (c.promptLength + c.newTokens)) / t.forwardCpuSeconds : undefined, r.ratio?.forwardCpu),
   ].join('\n');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const args = process.argv.slice(2);
-  const pyIdx = args.indexOf('--python');
-  const r = benchGenerate({ python: pyIdx >= 0 ? args[pyIdx + 1] : undefined });
+  const arg = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+  const num = (name: string) => (arg(name) === undefined ? undefined : Number(arg(name)));
+  const r = benchGenerate({ python: arg('--python'), threads: num('--threads'), repeats: num('--repeats') });
   console.log(args.includes('--json') ? JSON.stringify(r, null, 2) : formatGenerateBench(r));
 }
