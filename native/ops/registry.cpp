@@ -5,6 +5,16 @@
 
 TORCH_LIBRARY(llmrl, m) {
   // ---- §1 token_logprobs ----
+  // log softmax(logits/τ)[target] per row of logits [..., V] (targets int64 [...]) in one pass, and the
+  // entropy when with_entropy (else the second output is undefined). Differentiable w.r.t. logits.
+  m.def("token_logprobs(Tensor logits, Tensor targets, float temperature=1.0, bool with_entropy=False) "
+        "-> (Tensor logprobs, Tensor entropy)");
+  // Internal: also returns logZ per row; entropy and logz in float32 (float64 for float64 logits).
+  m.def("token_logprobs_forward(Tensor logits, Tensor targets, float temperature, bool with_entropy) "
+        "-> (Tensor logprobs, Tensor entropy, Tensor logz)");
+  // Internal: grad_logits [..., V] from the incoming grads of logprobs and/or entropy (either may be None).
+  m.def("token_logprobs_backward(Tensor? grad_logprobs, Tensor? grad_entropy, Tensor logits, Tensor targets, "
+        "Tensor logz, Tensor? entropy, float temperature) -> Tensor");
   // ---- end token_logprobs ----
 
   // ---- §1b linear_token_logprobs ----

@@ -4,3 +4,4 @@ export { gae, type GaeOptions, type GaeResult } from './gae.js';
 export { maskedWhiten, type MaskedWhitenOptions } from './maskedWhiten.js';
 export { groupAdvantages, type AdvantageScale, type GroupAdvantagesOptions, type GroupAdvantagesResult } from './groupAdvantages.js';
 export { linearTokenLogprobs, type LinearTokenLogprobsOptions, type LinearTokenLogprobsResult } from './linearTokenLogprobs.js';
+export { tokenLogprobs, type TokenLogprobsOptions, type TokenLogprobsResult } from './tokenLogprobs.js';
