@@ -8,3 +8,5 @@ export { OfflineTrainer, offlineSchema, type OfflineConfig } from './offline.js'
 export { SFTTrainer, SFT_SCHEMA, describeSFTConfig, type SFTConfig, type SFTTrainerOptions, type SFTTrainBatch } from './sft.js';
 export { RewardTrainer, REWARD_SCHEMA, describeRewardConfig, type RewardConfig, type RewardTrainerOptions, type RewardBatch } from './reward.js';
 export { DPOTrainer, DPO_SCHEMA, describeDPOConfig, type DPOConfig, type DPOLossType, type DPOTrainerOptions, type DPOBatch } from './dpo.js';
+export { GRPOTrainer, GSPOTrainer, GRPO_SCHEMA, GSPO_DEFAULTS, type GRPOConfig, type GRPOTrainerOptions, type GRPOBatch } from './grpo.js';
+export { computeRewards, normalizeRewards, type RewardFunction, type NamedReward, type RewardContext, type RewardValue } from './rewards.js';
