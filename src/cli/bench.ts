@@ -72,3 +72,44 @@ export function benchOpCall(opts: { json?: boolean } = {}): void {
   if (py) console.log(`| PyTorch eager \`a + b\` from Python ${py.python} (torch ${py.torch}), same run | ${py.us.toFixed(2)} | 1.00× |`);
   else console.log('\n(no Python with torch found for the baseline: set LLMRL_BENCH_PYTHON to one)');
 }
+
+/**
+ * RSS over a long training loop in plain Node (no test runner around it): a small MLP, forward +
+ * backward + clip + AdamW inside tidy, yielding to the event loop every 100 steps as a trainer does.
+ * Prints RSS every 5,000 iterations; run with `node --expose-gc` to also print it after a full GC.
+ */
+export async function benchLifetime(opts: { iterations?: number } = {}): Promise<void> {
+  const { nn, optim } = await import('../index.js');
+  const { manualSeed, memory, randn } = await import('../tensor/index.js');
+  manualSeed(0);
+  const fc1 = new nn.Linear(4, 16);
+  const fc2 = new nn.Linear(16, 1);
+  const params = [...fc1.parameters(), ...fc2.parameters()];
+  const opt = new optim.AdamW(params, { lr: 1e-3 });
+  const x = randn([8, 4]);
+  const y = randn([8, 1]);
+  const step = () => tidy(() => {
+    opt.zeroGrad();
+    const loss = fc2.forward(fc1.forward(x).relu()).sub(y).square().mean();
+    loss.backward();
+    optim.clipGradNorm(params, 1);
+    opt.step();
+  });
+  const mb = () => (process.memoryUsage().rss / 2 ** 20).toFixed(1);
+  const total = opts.iterations ?? 30_000;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  console.log(`lifetime: ${total} iterations of a 4→16→1 MLP (forward, backward, clip, AdamW) in tidy`);
+  const t0 = performance.now();
+  for (let i = 1; i <= total; i++) {
+    step();
+    if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    if (i % 5000 === 0) {
+      const before = mb();
+      if (gc) { gc(); await new Promise((r) => setImmediate(r)); }
+      console.log(`  ${String(i).padStart(6)}: RSS ${before} MB${gc ? ` (${mb()} MB after GC)` : ''}, live tensors ${memory().liveTensors}`);
+    }
+  }
+  console.log(`  ${((performance.now() - t0) / total * 1000).toFixed(0)} µs per iteration`);
+  for (const t of [...params, x, y]) t.dispose();
+  opt.dispose();
+}

@@ -2,7 +2,7 @@
 // llmrl command line: doctor, bench, demo (later: train <algo>, generate, eval).
 import { Command } from 'commander';
 import { doctor } from './doctor.js';
-import { benchOpCall } from './bench.js';
+import { benchLifetime, benchOpCall } from './bench.js';
 import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 
@@ -24,14 +24,15 @@ program
 program
   .command('bench')
   .description('benchmarks: `opcall` (one small op through the binding) or `ops` (fused ops vs composed)')
-  .argument('[suite]', 'opcall | ops', 'opcall')
+  .argument('[suite]', 'opcall | ops | lifetime', 'opcall')
   .option('--quick', 'small shapes (ops suite)')
   .option('--filter <text>', 'only cases whose name contains text (ops suite)')
   .option('--json', 'machine-readable output')
   .action(async (suite: string, o: { json?: boolean; quick?: boolean; filter?: string }) => {
     if (suite === 'opcall') benchOpCall(o);
     else if (suite === 'ops') await benchOps(o);
-    else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall' or 'ops'`);
+    else if (suite === 'lifetime') await benchLifetime();
+    else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall', 'ops' or 'lifetime'`);
   });
 
 program
