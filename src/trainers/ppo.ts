@@ -376,6 +376,30 @@ export class PPOTrainer extends TrainerBase<PPOConfig> {
     return { total, perFunction };
   }
 
+  /**
+   * The rollout's advantages (no grad): per-token reward §3b `r_t = −klCoef·KL_t(ℓ_old ‖ ℓ_ref)` plus the
+   * score (clipped to ±rewardClip when set) at each row's last valid token, optionally whitened (mean
+   * kept) → GAE §3a (γ, λ) → advantages whitened §3c (default). `returns` = GAE's A + V (before
+   * whitening). Completions are right-padded and contiguous; rows with an all-zero mask get nothing.
+   * `refLogprobs` null = no KL term.
+   */
+  computeAdvantages(b: { oldLogprobs: Tensor; refLogprobs: Tensor | null; values: Tensor; scores: Tensor; completionMask: Tensor }, klCoef = this.klCoef): { rewards: Tensor; kl: Tensor | null; advantages: Tensor; returns: Tensor } {
+    const c = this.config;
+    const mask = b.completionMask;
+    return noGrad(() => tidy(() => {
+      let score = b.scores.to(b.oldLogprobs.dtype);
+      if (c.rewardClip !== null) score = score.clamp(-c.rewardClip, c.rewardClip);
+      const kl = b.refLogprobs ? klPenalty(b.oldLogprobs, b.refLogprobs, { estimator: c.klEstimator, mask }) : null;
+      let rewards = kl ? kl.mul(-klCoef) : zerosLike(b.oldLogprobs);
+      const last = mask.ne(0).sum(1).sub(1).clamp(0, null).unsqueeze(1);
+      rewards = rewards.scatterAdd(1, last, score.unsqueeze(1)).mul(mask.ne(0).to(rewards.dtype));
+      if (c.whitenRewards) rewards = maskedWhiten(rewards, mask, { shiftMean: false });
+      const g = gae(rewards, b.values, mask, { gamma: c.gamma, lambda: c.lam });
+      const advantages = c.whitenAdvantages ? maskedWhiten(g.advantages, mask) : g.advantages;
+      return { rewards, kl, advantages, returns: g.returns };
+    }));
+  }
+
   protected async trainingStep(): Promise<Metrics> {
     const c = this.config;
     const t0 = performance.now();
@@ -411,30 +435,17 @@ export class PPOTrainer extends TrainerBase<PPOConfig> {
       const b: CompletionBatch = { ...base, completionMask: mask };
       const oldLogprobs = completionLogprobs(this.model, b, { temperature: c.temperature }).logprobs;
       const oldValues = this.criticValues(b);
-      let score = tensor(raw.map((s) => (Number.isFinite(s) ? s : 0)));
-      if (c.rewardClip !== null) score = score.clamp(-c.rewardClip, c.rewardClip);
-      let kl: Tensor | null = null;
-      let rewards = zerosLike(oldLogprobs);
-      if (this.refModel) {
-        const refLogprobs = completionLogprobs(this.refModel, b, { temperature: c.temperature }).logprobs;
-        kl = klPenalty(oldLogprobs, refLogprobs, { estimator: c.klEstimator, mask });
-        rewards = kl.mul(-klCoef);
-      }
-      // Score at the last valid token of each row (completions are right-padded and contiguous).
-      const last = gen.completionMask.sum(1).sub(1).clamp(0, null).unsqueeze(1);
-      rewards = rewards.scatterAdd(1, last, score.unsqueeze(1)).mul(mask.float());
-      if (c.whitenRewards) rewards = maskedWhiten(rewards, mask, { shiftMean: false });
-      const g = gae(rewards, oldValues, mask, { gamma: c.gamma, lambda: c.lam });
-      const advantages = c.whitenAdvantages ? maskedWhiten(g.advantages, mask) : g.advantages;
+      const refLogprobs = this.refModel ? completionLogprobs(this.refModel, b, { temperature: c.temperature }).logprobs : null;
+      const score = tensor(raw.map((s) => (Number.isFinite(s) ? s : 0)));
+      const { kl, advantages, returns } = this.computeAdvantages({ oldLogprobs, refLogprobs, values: oldValues, scores: score, completionMask: mask }, klCoef);
       const seqKl = kl ? (kl.sum(1).toArray() as number[]) : raw.map(() => 0);
       const stats = {
         klMean: kl ? maskedMean(kl, mask) : 0,
         klSeq: seqKl.filter((_, i) => valid[i]),
         valueMean: maskedMean(oldValues, mask),
-        returnMean: maskedMean(g.returns, mask),
-        advMean: maskedMean(g.advantages, mask),
+        returnMean: maskedMean(returns, mask),
       };
-      const rollout: Rollout = { ...base, completionMask: mask, oldLogprobs, oldValues, advantages, returns: g.returns };
+      const rollout: Rollout = { ...base, completionMask: mask, oldLogprobs, oldValues, advantages, returns };
       return { rollout, stats };
     }));
     const r = ro.rollout;
@@ -499,7 +510,7 @@ export class PPOTrainer extends TrainerBase<PPOConfig> {
       'reward/nonScore': -klCoef * klSeqMean,
       'reward/rlhf': rs.mean - klCoef * klSeqMean,
       'kl/mean': ro.stats.klMean, 'kl/seqSum': klSeqMean, 'kl/coef': klCoef,
-      'value/mean': ro.stats.valueMean, 'value/returnsMean': ro.stats.returnMean, 'value/advantagesMean': ro.stats.advMean,
+      'value/mean': ro.stats.valueMean, 'value/returnsMean': ro.stats.returnMean,
       'completions/meanLength': genTokens / B,
       'completions/clippedFrac': finished.filter((f) => !f).length / B,
       ...totals,

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { AdaptiveKLController, PPOTrainer } from '../../src/trainers/ppo.js';
 import { noGrad, tensor, tidy, type Tensor } from '../../src/index.js';
-import { grads, rng, tinyLM, tinyRM, tok, zeroGrads } from './tiny.js';
+import { grads, rng, tinyLM, tinyRM, tmpDir, tok, zeroGrads } from './tiny.js';
 
 // The verifiable task of the GRPO tests: say as many 'b's as possible.
 const prompts = Array.from({ length: 16 }, (_, i) => ({ prompt: `${'abcdefgh'[i % 8]}${'abcdefgh'[(i * 3) % 8]}:` }));
@@ -129,6 +129,70 @@ describe('PPOTrainer.computeLoss', () => {
     expect(scale).toBeGreaterThan(0);
     expect(diff).toBeLessThan(1e-5 * Math.max(1, scale));
   });
+});
+
+describe('PPOTrainer.computeAdvantages (§3b → §3a → §3c)', () => {
+  const t2 = (rows: number[][]) => tensor(rows);
+  const mk = (config: Record<string, unknown>) => new PPOTrainer({ model: tinyLM(0), tokenizer: tok, rewardFuncs: countB, trainDataset: prompts, config: { ...base, ...config } });
+
+  test('score at the last valid token, λ = 0 closed form (ALGORITHMS.md §3a check), masked gap after the end', () => {
+    const t = mk({ klCoef: 0, lam: 0, whitenAdvantages: false });
+    const mask = tensor([[1, 1, 1, 0], [1, 1, 0, 0]], { dtype: 'int64' });
+    const out = t.computeAdvantages({ oldLogprobs: t2([[-1, -1, -1, 0], [-1, -1, 0, 0]]), refLogprobs: null, values: t2([[1, 2, 3, 9], [0.5, 0.5, 9, 9]]), scores: tensor([5, 2]), completionMask: mask }, 0);
+    expect(out.rewards.toArray()).toEqual([[0, 0, 5, 0], [0, 2, 0, 0]]);
+    expect(out.advantages.toArray()).toEqual([[1, 1, 2, 0], [0, 1.5, 0, 0]]);
+    expect(out.returns.toArray()).toEqual([[2, 3, 5, 0], [0.5, 2, 0, 0]]);
+    expect(out.kl).toBeNull();
+  });
+
+  test('per-token −klCoef·k1 reward, reward clip, γ/λ GAE, whitening', () => {
+    const t = mk({ klCoef: 0.5, gamma: 0.9, lam: 0.8, rewardClip: 1, whitenAdvantages: false });
+    const mask = tensor([[1, 1, 1]], { dtype: 'int64' });
+    const old = t2([[-1, -2, -0.5]]);
+    const ref = t2([[-1.5, -1, -0.5]]);
+    const V = t2([[0.1, 0.2, 0.3]]);
+    const out = t.computeAdvantages({ oldLogprobs: old, refLogprobs: ref, values: V, scores: tensor([3]), completionMask: mask }, 0.5);
+    // k1 = ℓ_old − ℓ_ref = [0.5, −1, 0]; r = −0.5·k1 + [0, 0, clip(3, ±1)] = [−0.25, 0.5, 1]
+    const r = [-0.25, 0.5, 1];
+    const v = [0.1, 0.2, 0.3];
+    const d = r.map((x, i) => x + 0.9 * (v[i + 1] ?? 0) - v[i]);
+    const A = [0, 0, 0];
+    for (let i = 2; i >= 0; i--) A[i] = d[i] + 0.9 * 0.8 * (A[i + 1] ?? 0);
+    (out.rewards.toArray() as number[][])[0].forEach((x, i) => expect(x).toBeCloseTo(r[i], 6));
+    (out.advantages.toArray() as number[][])[0].forEach((x, i) => expect(x).toBeCloseTo(A[i], 6));
+    (out.returns.toArray() as number[][])[0].forEach((x, i) => expect(x).toBeCloseTo(A[i] + v[i], 6));
+    const w = mk({ klCoef: 0.5, gamma: 0.9, lam: 0.8, rewardClip: 1 }).computeAdvantages({ oldLogprobs: old, refLogprobs: ref, values: V, scores: tensor([3]), completionMask: mask }, 0.5);
+    const a = (w.advantages.toArray() as number[][])[0];
+    expect(a.reduce((x, y) => x + y, 0)).toBeCloseTo(0, 5);
+    expect(a.reduce((x, y) => x + y * y, 0) / 2).toBeCloseTo(1, 4); // Bessel-corrected unit variance
+  });
+});
+
+describe('PPOTrainer bad input and resume', () => {
+  test('completions no reward function scored are dropped from the loss and counted, never a NaN loss', async () => {
+    const partial = (c: string[]) => c.map((_, i) => (i % 2 ? null : 0.5));
+    const t = new PPOTrainer({ model: tinyLM(2), tokenizer: tok, rewardFuncs: partial, trainDataset: prompts, config: { ...base, promptsPerStep: 8, maxSteps: 2, ppoEpochs: 1 } });
+    const { metrics } = await t.train();
+    expect(metrics[0]['reward/nanFrac']).toBeCloseTo(0.5, 6);
+    for (const m of metrics) expect(Number.isFinite(m.loss)).toBe(true);
+  });
+
+  test('resume from a checkpoint gives the metrics of an uninterrupted run (policy, critic, optimiser, adaptive klCoef)', async () => {
+    const cfg = { ...base, promptsPerStep: 4, ppoEpochs: 2, learningRate: 1e-3, klCoef: 0.1, adaptiveKl: { target: 0.01, horizon: 10 }, maxSteps: 4 };
+    const mkT = (config: Record<string, unknown>) => new PPOTrainer({ model: tinyLM(9), tokenizer: tok, rewardFuncs: countB, trainDataset: prompts, config: { ...cfg, ...config } });
+    const full = (await mkT({}).train()).metrics;
+    const dir = tmpDir('ppo-resume');
+    // Interrupted after step 2 (an AbortSignal stops cleanly with a checkpoint), same maxSteps so the LR schedule matches.
+    const ac = new AbortController();
+    const first = mkT({ outputDir: dir });
+    first.on('step', ({ step }) => { if (step === 2) ac.abort(); });
+    expect((await first.train({ signal: ac.signal })).stoppedEarly).toBe(true);
+    const rest = (await mkT({ outputDir: dir, resumeFrom: true }).train()).metrics;
+    expect(rest).toHaveLength(2);
+    for (const k of ['loss', 'reward/mean', 'kl/coef', 'value/loss', 'policy/loss']) {
+      for (let i = 0; i < 2; i++) expect(rest[i][k], `${k} step ${i + 3}`).toBeCloseTo(full[i + 2][k], 5);
+    }
+  }, 60_000);
 });
 
 describe('PPOTrainer config errors', () => {
