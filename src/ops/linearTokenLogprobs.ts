@@ -14,7 +14,8 @@ export interface LinearTokenLogprobsOptions {
   temperature?: number;
   /**
    * Rows (tokens) per chunk. 0 or undefined = auto: as many rows as fit a 64 MiB `[chunk, V]` logits
-   * buffer (e.g. 110 rows for V = 151936 in float32). Smaller saves memory; results do not depend on it
+   * buffer but at least 256 (thinner chunks slow the matmuls down), e.g. 256 rows (148 MiB) for
+   * V = 151936 in float32, 524 rows for V = 32000. Smaller saves memory; results do not depend on it
    * beyond float rounding.
    */
   chunkSize?: number;

@@ -81,7 +81,8 @@ Inputs check_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at
 }
 
 int64_t resolve_chunk(int64_t chunk_size, int64_t n, int64_t v, int64_t itemsize) {
-  int64_t c = chunk_size > 0 ? chunk_size : kAutoChunkBytes / std::max<int64_t>(1, v * itemsize);
+  int64_t c = chunk_size > 0 ? chunk_size
+                             : std::max(kAutoMinRows, kAutoChunkBytes / std::max<int64_t>(1, v * itemsize));
   return std::max<int64_t>(1, std::min<int64_t>(c, std::max<int64_t>(n, 1)));
 }
 
