@@ -177,6 +177,17 @@ describe('PPOTrainer bad input and resume', () => {
     for (const m of metrics) expect(Number.isFinite(m.loss)).toBe(true);
   });
 
+  test('no completion scored at all: loss 0, parameters unchanged', async () => {
+    const model = tinyLM(3);
+    const before = noGrad(() => model.parameters().map((p) => p.toTypedArray() as Float32Array));
+    const t = new PPOTrainer({ model, tokenizer: tok, rewardFuncs: (c: string[]) => c.map(() => null), trainDataset: prompts, config: { ...base, promptsPerStep: 4, maxSteps: 1, ppoEpochs: 1 } });
+    const { metrics } = await t.train();
+    expect(metrics[0]['reward/nanFrac']).toBe(1);
+    expect(metrics[0].loss).toBe(0);
+    const after = noGrad(() => model.parameters().map((p) => p.toTypedArray() as Float32Array));
+    after.forEach((a, i) => expect(a).toEqual(before[i]));
+  });
+
   test('resume from a checkpoint gives the metrics of an uninterrupted run (policy, critic, optimiser, adaptive klCoef)', async () => {
     const cfg = { ...base, promptsPerStep: 4, ppoEpochs: 2, learningRate: 1e-3, klCoef: 0.1, adaptiveKl: { target: 0.01, horizon: 10 }, maxSteps: 4 };
     const mkT = (config: Record<string, unknown>) => new PPOTrainer({ model: tinyLM(9), tokenizer: tok, rewardFuncs: countB, trainDataset: prompts, config: { ...cfg, ...config } });
