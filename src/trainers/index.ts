@@ -10,4 +10,4 @@ export { RewardTrainer, REWARD_SCHEMA, describeRewardConfig, type RewardConfig, 
 export { DPOTrainer, DPO_SCHEMA, describeDPOConfig, type DPOConfig, type DPOLossType, type DPOTrainerOptions, type DPOBatch } from './dpo.js';
 export { GRPOTrainer, GSPOTrainer, GRPO_SCHEMA, GSPO_DEFAULTS, type GRPOConfig, type GRPOTrainerOptions, type GRPOBatch } from './grpo.js';
 export { computeRewards, normalizeRewards, type RewardFunction, type NamedReward, type RewardContext, type RewardValue } from './rewards.js';
-export { PPOTrainer, PPO_SCHEMA, AdaptiveKLController, type PPOConfig, type PPOTrainerOptions, type PPOBatch, type AdaptiveKlConfig } from './ppo.js';
+export { PPOTrainer, PPO_SCHEMA, describePPOConfig, AdaptiveKLController, type PPOConfig, type PPOTrainerOptions, type PPOBatch, type AdaptiveKlConfig } from './ppo.js';

@@ -27,7 +27,7 @@ import { createScheduler } from '../optim/schedulers.js';
 import { cat, manualSeed, noGrad, tensor, tidy, zerosLike, type Tensor } from '../tensor/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { TrainerBase, type CommonConfig } from './base.js';
-import { ConfigError, inRange, nonNegative, nonNegativeInt, oneOf, positive, positiveInt, resolveConfig, type Schema } from './config.js';
+import { ConfigError, describeSchema, inRange, nonNegative, nonNegativeInt, oneOf, positive, positiveInt, resolveConfig, type Schema } from './config.js';
 import { frozenCopy, maskedMean, microBatches } from './common.js';
 import { completionLogprobs, type CompletionBatch } from './logprobs.js';
 import type { Metrics } from './metrics.js';
@@ -142,6 +142,9 @@ export const PPO_SCHEMA: Schema<PPOConfig> = {
   missingEosPenalty: { default: null, check: nullOr(nonNegative, 'a number ≥ 0'), doc: 'subtracted from the score of completions without EOS', trl: 'missing_eos_penalty' },
   rewardWeights: { default: null, doc: 'weights of the reward functions', trl: 'reward_weights' },
 };
+
+/** Every PPOConfig option with its default and TRL name (for README / `--help`). */
+export const describePPOConfig = (): string => describeSchema(PPO_SCHEMA);
 
 /** Ziegler et al. (2019) adaptive KL controller: coef ← coef·(1 + clip(KL/target − 1, ±0.2)·n/horizon). */
 export class AdaptiveKLController {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { AdaptiveKLController, PPOTrainer } from '../../src/trainers/ppo.js';
+import { AdaptiveKLController, describePPOConfig, PPOTrainer } from '../../src/trainers/ppo.js';
 import { noGrad, tensor, tidy, type Tensor } from '../../src/index.js';
 import { grads, rng, tinyLM, tinyRM, tmpDir, tok, zeroGrads } from './tiny.js';
 
@@ -214,6 +214,7 @@ describe('PPOTrainer config errors', () => {
     const c = mk({})().config;
     expect([c.klCoef, c.cliprange, c.cliprangeValue, c.vfCoef, c.gamma, c.lam, c.ppoEpochs, c.whitenRewards, c.klEstimator, c.numMiniBatches])
       .toEqual([0.05, 0.2, 0.2, 0.1, 1.0, 0.95, 4, false, 'k1', 1]);
+    expect(describePPOConfig()).toMatch(/klCoef \(default 0.05; TRL: kl_coef\)/);
   });
 
   test('bad options name the option and how to fix it', () => {
