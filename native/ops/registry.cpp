@@ -59,5 +59,23 @@ TORCH_LIBRARY(llmrl, m) {
   // ---- end surrogates ----
 
   // ---- §7–8 preference_loss, bradley_terry_loss ----
+  // DPO-family loss over pairs [B] of sequence log-probs; loss_type in {sigmoid,ipo,hinge,robust}. Returns
+  // the mean loss and the metrics rewards/chosen, rewards/rejected, accuracy, margin (0-dim, float32 or
+  // float64 for float64 inputs). Refs may be None only with reference_free; lengths required for ipo.
+  // Gradient to chosen_logps and rejected_logps only.
+  m.def("preference_loss(Tensor chosen_logps, Tensor rejected_logps, Tensor? ref_chosen_logps, "
+        "Tensor? ref_rejected_logps, str loss_type='sigmoid', float beta=0.1, float label_smoothing=0.0, "
+        "Tensor? chosen_lengths=None, Tensor? rejected_lengths=None, bool reference_free=False) "
+        "-> (Tensor loss, Tensor rewards_chosen, Tensor rewards_rejected, Tensor accuracy, Tensor margin)");
+  m.def("preference_loss_backward(Tensor grad, Tensor chosen_logps, Tensor rejected_logps, "
+        "Tensor? ref_chosen_logps, Tensor? ref_rejected_logps, str loss_type, float beta, float label_smoothing, "
+        "Tensor? chosen_lengths, Tensor? rejected_lengths, bool reference_free) "
+        "-> (Tensor grad_chosen, Tensor grad_rejected)");
+  // Bradley–Terry reward-model loss −mean logσ(r_c − r_r − margin) + center_coef·mean((r_c + r_r)²), with
+  // accuracy mean 1[r_c > r_r] and mean_margin mean(r_c − r_r). Gradient to both scores.
+  m.def("bradley_terry_loss(Tensor chosen_scores, Tensor rejected_scores, Tensor? margin=None, "
+        "float center_coef=0.0) -> (Tensor loss, Tensor accuracy, Tensor mean_margin)");
+  m.def("bradley_terry_loss_backward(Tensor grad, Tensor chosen_scores, Tensor rejected_scores, Tensor? margin, "
+        "float center_coef) -> (Tensor grad_chosen, Tensor grad_rejected)");
   // ---- end preference ----
 }
