@@ -1,0 +1,76 @@
+// The llmrl command line (commander): doctor, bench, demo, train <algo>. `main(argv)` is importable
+// (tests run it in-process); src/cli/index.ts is the executable that calls it.
+import { Command, CommanderError } from 'commander';
+import { doctor } from './doctor.js';
+import { benchLifetime, benchOpCall } from './bench.js';
+import { benchOps } from '../bench/ops.js';
+import { demo } from './demo.js';
+import { ALGORITHMS, trainCommand } from './train.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('llmrl')
+    .description('Post-train language models with reinforcement learning (PPO, DPO, GRPO, GSPO) from Node.js, on libtorch.')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('doctor')
+    .description('show what llmrl found: Node, libtorch, the native addon, CUDA; with fixes for failures')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const ok = await doctor(o);
+      process.exitCode = ok ? 0 : 1;
+    });
+
+  program
+    .command('bench')
+    .description('benchmarks: `opcall` (one small op through the binding) or `ops` (fused ops vs composed)')
+    .argument('[suite]', 'opcall | ops | lifetime', 'opcall')
+    .option('--quick', 'small shapes (ops suite)')
+    .option('--filter <text>', 'only cases whose name contains text (ops suite)')
+    .option('--json', 'machine-readable output')
+    .action(async (suite: string, o: { json?: boolean; quick?: boolean; filter?: string }) => {
+      if (suite === 'opcall') benchOpCall(o);
+      else if (suite === 'ops') await benchOps(o);
+      else if (suite === 'lifetime') await benchLifetime();
+      else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall', 'ops' or 'lifetime'`);
+    });
+
+  program
+    .command('demo')
+    .description('the built-in demo: a small training run that prints its falling loss')
+    .option('--steps <n>', 'training steps', (v) => Number.parseInt(v, 10), 300)
+    .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 0)
+    .action((o: { steps: number; seed: number }) => {
+      demo(o);
+    });
+
+  program
+    .command('train')
+    .description(`train a model: ${ALGORITHMS.join(' | ')} with a run config (JSON; sections model, tokenizer, dataset, rewards, rewardModel, trainer)`)
+    .argument('<algorithm>', ALGORITHMS.join(' | '))
+    .option('-c, --config <file>', 'run config file (.json; .yaml when the yaml package is installed)')
+    .option('--set <key=value>', 'override a config value, e.g. trainer.learningRate=1e-5 (repeatable; values parsed as JSON)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--resume', 'continue from the newest checkpoint in trainer.outputDir')
+    .option('--json', 'one JSON line per step instead of log lines')
+    .option('--describe', "list the trainer section's options with defaults and exit")
+    .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean }) => {
+      if (!o.describe && !o.config) throw new Error('train: --config <file> is required');
+      await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe });
+    });
+  return program;
+}
+
+/** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    console.error(`llmrl: ${(e as Error).message}`);
+    return 1;
+  }
+}
