@@ -84,3 +84,18 @@ test('built-in rewards and --set parsing', () => {
   expect(svgChart('Loss', ['loss'], [{ label: 'a', rows: [{ step: 1, loss: 2 }, { step: 2, loss: 1 }] }])).toMatch(/^<svg.*<path d="M[^"]+L[^"]+"/);
   expect(svgChart('Loss', ['loss'], [{ label: 'a', rows: [{ step: 1, x: 2 }] }])).toBeNull();
 });
+
+for (const algo of ['sft', 'reward', 'dpo', 'ppo'] as const) {
+  test(`llmrl train ${algo} --config examples/${algo}-tiny.json runs 2 steps`, async () => {
+    const dir = tmp(algo);
+    const { err } = quiet();
+    const code = await main(['train', algo, '--config', path.resolve(`examples/${algo}-tiny.json`), '--set', `trainer.outputDir=${dir}`, '--set', 'trainer.maxSteps=2']);
+    expect(err.join('\n')).toBe('');
+    expect(code).toBe(0);
+    const steps = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    expect(steps).toHaveLength(2);
+    expect(Number.isFinite(steps[1].loss)).toBe(true);
+    expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toContain('<svg');
+    expect(fs.existsSync(path.join(dir, 'checkpoint-2'))).toBe(true);
+  }, 120_000);
+}
