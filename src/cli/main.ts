@@ -6,6 +6,7 @@ import { benchLifetime, benchOpCall } from './bench.js';
 import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 import { ALGORITHMS, trainCommand } from './train.js';
+import { setNumThreads } from '../tensor/index.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -56,8 +57,13 @@ export function buildProgram(): Command {
     .option('--resume', 'continue from the newest checkpoint in trainer.outputDir')
     .option('--json', 'one JSON line per step instead of log lines')
     .option('--describe', "list the trainer section's options with defaults and exit")
-    .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean }) => {
+    .option('--threads <n>', 'intra-op CPU threads (1 is fastest for tiny models and on a loaded machine)', (v) => Number.parseInt(v, 10))
+    .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean; threads?: number }) => {
       if (!o.describe && !o.config) throw new Error('train: --config <file> is required');
+      if (o.threads !== undefined) {
+        if (!(Number.isInteger(o.threads) && o.threads > 0)) throw new Error(`train: --threads must be a positive integer, got ${String(o.threads)}`);
+        setNumThreads(o.threads);
+      }
       await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe });
     });
   return program;
