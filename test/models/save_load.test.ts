@@ -133,6 +133,23 @@ describe('loading options', () => {
     b.dispose();
   });
 
+  test('original-style GPT-2 checkpoint (bare h.0.* keys, attn.bias mask buffers) loads with the same logits', () => {
+    const dir = copyFixture('gpt2', 'gpt2-bare');
+    const file = path.join(dir, 'model.safetensors');
+    const sd = loadSafetensors(file);
+    const bare: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(sd)) bare[k.replace(/^transformer\./, '')] = t;
+    bare['h.0.attn.bias'] = tensor([[1]]);
+    bare['h.1.attn.masked_bias'] = tensor([-1e4]);
+    saveSafetensors(file, bare);
+    for (const t of Object.values(bare)) t.dispose();
+    const a = loadCausalLM(dir);
+    const b = loadCausalLM(path.join(MODELS, 'gpt2'));
+    tidy(() => expect(logitsOf(a, 'gpt2').sub(logitsOf(b, 'gpt2')).abs().max().item()).toBe(0));
+    a.dispose();
+    b.dispose();
+  });
+
   test('tied embeddings: one tensor serves embed_tokens and lm_head; the file has no lm_head.weight', () => {
     const m = loadCausalLM(path.join(MODELS, 'qwen2'));
     expect(m.config.tieWordEmbeddings).toBe(true);
