@@ -1,0 +1,27 @@
+import fs from 'node:fs';
+import { expect, test } from 'vitest';
+import { additionTask, rlDemo } from '../../src/cli/rldemo.js';
+
+test('additionTask: disjoint train / held-out prompts with answers', () => {
+  const { train, test: held } = additionTask(0, 50);
+  expect(held).toHaveLength(50);
+  expect(train.length + held.length).toBe(90 * 90);
+  const seen = new Set(train.map((r) => r.prompt));
+  expect(held.some((r) => seen.has(r.prompt))).toBe(false);
+  expect(held[0].answer).toBe(String(eval(String(held[0].prompt).slice(0, -1)) as number));
+});
+
+test('llmrl demo --quick: SFT then PPO (with a reward model), DPO, GRPO, GSPO from the same checkpoint; table and report.html', async () => {
+  const lines: string[] = [];
+  const res = await rlDemo({ quick: true, log: (l) => lines.push(l) });
+  expect(res.methods.map((m) => m.method)).toEqual(['PPO (RM)', 'DPO', 'GRPO', 'GSPO']);
+  for (const m of res.methods) {
+    expect(m.metrics.length).toBe(2);
+    expect(m.accuracyBefore).toBe(res.sftAccuracy);
+    expect(Number.isFinite(m.klToSft)).toBe(true);
+    expect(m.accuracyAfter).toBeGreaterThanOrEqual(0);
+  }
+  expect(lines.join('\n')).toMatch(/method\s+acc before\s+acc after\s+mean reward\s+KL to SFT\s+wall s\s+tokens\/s/);
+  const html = fs.readFileSync(res.report, 'utf8');
+  for (const s of ['PPO (RM)', 'DPO', 'GRPO', 'GSPO', '<svg']) expect(html).toContain(s);
+}, 300_000);
