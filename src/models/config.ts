@@ -300,15 +300,12 @@ export function toHfConfig(config: ModelConfig, head: HeadKind, dtype: DType, ba
   out.dtype = dtype;
   out.torch_dtype = dtype;
   if (head === 'score') {
-    out.num_labels = config.numLabels;
-    const id2label: Record<string, string> = {};
-    const label2id: Record<string, number> = {};
-    for (let i = 0; i < config.numLabels; i++) { id2label[String(i)] = `LABEL_${i}`; label2id[`LABEL_${i}`] = i; }
+    // transformers derives num_labels from id2label (it does not save num_labels itself).
+    delete out.num_labels;
     if (!base.id2label || Object.keys(base.id2label as object).length !== config.numLabels) {
-      out.id2label = id2label;
-      out.label2id = label2id;
+      out.id2label = Object.fromEntries(Array.from({ length: config.numLabels }, (_, i) => [String(i), `LABEL_${i}`]));
+      out.label2id = Object.fromEntries(Array.from({ length: config.numLabels }, (_, i) => [`LABEL_${i}`, i]));
     }
-    delete out.num_labels; // transformers derives it from id2label; an explicit key conflicts in 4.x
   }
   if (t === 'gpt2') {
     Object.assign(out, {
