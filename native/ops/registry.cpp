@@ -56,6 +56,45 @@ TORCH_LIBRARY(llmrl, m) {
   // ---- end advantages ----
 
   // ---- §4–6 clipped_surrogate, sequence level, loss_agg, value_loss ----
+  // §4a token-level clipped surrogate: per-token loss [B, T] (masked = 0, input dtype) and the §4c
+  // metrics as 0-d tensors (float32; float64 for float64 inputs). advantages [B] or [B, T]; dual_clip
+  // (c > 1) and delta (cap on the unclipped ratio) are off when None. Differentiable w.r.t. logprobs.
+  m.def("clipped_surrogate(Tensor logprobs, Tensor old_logprobs, Tensor advantages, Tensor mask, "
+        "float eps_low=0.2, float eps_high=0.2, float? dual_clip=None, float? delta=None) "
+        "-> (Tensor loss, Tensor clip_frac, Tensor clip_frac_low, Tensor clip_frac_high, Tensor approx_kl)");
+  // Internal: stats [4] = the four metrics; dloss = ∂loss/∂logprobs [B, T] (None unless with_grad).
+  m.def("clipped_surrogate_forward(Tensor logprobs, Tensor old_logprobs, Tensor advantages, Tensor mask, "
+        "float eps_low, float eps_high, float? dual_clip, float? delta, bool with_grad) "
+        "-> (Tensor loss, Tensor stats, Tensor dloss)");
+  m.def("clipped_surrogate_backward(Tensor grad, Tensor dloss) -> Tensor");
+  // §4b GSPO: level 'sequence' (ratio s_b = exp(masked mean log-ratio), advantages [B]; each valid token
+  // of row b carries L_b) or 'sequence_token' (value s_b, per-token gradient, advantages [B] or [B, T]).
+  // Metrics: sequence means at 'sequence', token means at 'sequence_token'. Differentiable w.r.t. logprobs.
+  m.def("sequence_clipped_surrogate(Tensor logprobs, Tensor old_logprobs, Tensor advantages, Tensor mask, "
+        "float eps_low=0.2, float eps_high=0.2, float? dual_clip=None, float? delta=None, str level='sequence') "
+        "-> (Tensor loss, Tensor clip_frac, Tensor clip_frac_low, Tensor clip_frac_high, Tensor approx_kl)");
+  m.def("sequence_clipped_surrogate_forward(Tensor logprobs, Tensor old_logprobs, Tensor advantages, Tensor mask, "
+        "float eps_low, float eps_high, float? dual_clip, float? delta, str level, bool with_grad) "
+        "-> (Tensor loss, Tensor stats, Tensor dloss)");
+  m.def("sequence_clipped_surrogate_backward(Tensor grad, Tensor dloss, Tensor mask, str level) -> Tensor");
+  // §5 scalar aggregation of a per-token loss [B, T]; mode in {token_mean, seq_mean_token_mean,
+  // seq_mean_token_sum_norm, seq_mean_token_sum}. normalizer replaces the token count (token_mean),
+  // num_sequences the valid-sequence count (seq_* modes) — global counts for micro-batching; max_length
+  // is L_max of seq_mean_token_sum_norm (default T). Zero denominator → 0. Differentiable w.r.t. loss.
+  m.def("loss_agg(Tensor loss, Tensor mask, str mode='token_mean', float? normalizer=None, "
+        "float? num_sequences=None, int? max_length=None) -> Tensor");
+  // Internal: coef [B] = ∂out/∂loss[b, t] on the valid tokens of row b.
+  m.def("loss_agg_forward(Tensor loss, Tensor mask, str mode, float? normalizer, float? num_sequences, "
+        "int? max_length) -> (Tensor out, Tensor coef)");
+  m.def("loss_agg_backward(Tensor grad, Tensor mask, Tensor coef, ScalarType dtype) -> Tensor");
+  // §6 clipped value loss ½·max((V − R)², (V_old + clamp(V − V_old, ±clip) − R)²), masked mean (denominator
+  // normalizer when given), and the fraction of valid tokens where the clipped term is larger.
+  m.def("value_loss(Tensor values, Tensor old_values, Tensor returns, Tensor mask, float clip=0.2, "
+        "float? normalizer=None) -> (Tensor loss, Tensor clip_frac)");
+  // Internal: dvalues = per-token ∂(½·max)/∂V (None unless with_grad); scale = 1/denominator (0-d).
+  m.def("value_loss_forward(Tensor values, Tensor old_values, Tensor returns, Tensor mask, float clip, "
+        "float? normalizer, bool with_grad) -> (Tensor loss, Tensor clip_frac, Tensor dvalues, Tensor scale)");
+  m.def("value_loss_backward(Tensor grad, Tensor dvalues, Tensor scale, ScalarType dtype) -> Tensor");
   // ---- end surrogates ----
 
   // ---- §7–8 preference_loss, bradley_terry_loss ----
