@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { doctor } from './doctor.js';
 import { benchLifetime, benchOpCall } from './bench.js';
+import { benchGenerate, formatGenerateBench } from '../bench/generate.js';
 import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 import { ALGORITHMS, trainCommand } from './train.js';
@@ -28,15 +29,18 @@ export function buildProgram(): Command {
   program
     .command('bench')
     .description('benchmarks: `opcall` (one small op through the binding) or `ops` (fused ops vs composed)')
-    .argument('[suite]', 'opcall | ops | lifetime', 'opcall')
+    .argument('[suite]', 'opcall | ops | generate | lifetime', 'opcall')
     .option('--quick', 'small shapes (ops suite)')
     .option('--filter <text>', 'only cases whose name contains text (ops suite)')
     .option('--json', 'machine-readable output')
     .action(async (suite: string, o: { json?: boolean; quick?: boolean; filter?: string }) => {
       if (suite === 'opcall') benchOpCall(o);
       else if (suite === 'ops') await benchOps(o);
-      else if (suite === 'lifetime') await benchLifetime();
-      else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall', 'ops' or 'lifetime'`);
+      else if (suite === 'generate') {
+        const r = benchGenerate({ python: process.env.LLMRL_BENCH_PYTHON ?? 'python3' });
+        console.log(o.json ? JSON.stringify(r, null, 2) : formatGenerateBench(r));
+      } else if (suite === 'lifetime') await benchLifetime();
+      else throw new Error(`bench: unknown suite '${suite}'; expected 'opcall', 'ops', 'generate' or 'lifetime'`);
     });
 
   program
