@@ -6,6 +6,7 @@ import { benchLifetime, benchOpCall } from './bench.js';
 import { benchGenerate, formatGenerateBench } from '../bench/generate.js';
 import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
+import { rlDemo } from './rldemo.js';
 import { ALGORITHMS, trainCommand } from './train.js';
 import { setNumThreads } from '../tensor/index.js';
 
@@ -45,11 +46,19 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('the built-in demo: a small training run that prints its falling loss')
-    .option('--steps <n>', 'training steps', (v) => Number.parseInt(v, 10), 300)
+    .description('the built-in demo: SFT a tiny model on 2-digit addition, then PPO (reward model), DPO, GRPO and GSPO from the same checkpoint; a table and report.html')
+    .option('--quick', 'a few steps of everything (seconds; for tests)')
+    .option('--out <dir>', 'folder for report.html, metrics and checkpoints (default: a temporary folder)')
+    .option('--threads <n>', 'intra-op CPU threads (default 1)', (v) => Number.parseInt(v, 10))
+    .option('--mlp', 'the earlier demo instead: an MLP fit of sin(3x)·x printing its falling loss')
+    .option('--steps <n>', 'training steps (--mlp)', (v) => Number.parseInt(v, 10), 300)
     .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 0)
-    .action((o: { steps: number; seed: number }) => {
-      demo(o);
+    .action(async (o: { steps: number; seed: number; quick?: boolean; out?: string; threads?: number; mlp?: boolean }) => {
+      if (o.mlp) {
+        demo(o);
+        return;
+      }
+      await rlDemo({ quick: o.quick, seed: o.seed, outputDir: o.out, threads: o.threads });
     });
 
   program

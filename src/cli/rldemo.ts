@@ -26,6 +26,17 @@ export interface RLDemoOptions {
   /** Intra-op threads (default 1: fastest for a model this small). */
   threads?: number;
   log?: (line: string) => void;
+  /** Overrides of the step budget and the RL learning rate (tuning). */
+  budget?: Partial<Budget>;
+}
+
+export interface Budget {
+  heldOut: number;
+  sftSteps: number;
+  rlSteps: number;
+  rmSteps: number;
+  prefPrompts: number;
+  rlLearningRate: number;
 }
 
 export interface MethodResult {
@@ -116,9 +127,13 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   const out = path.resolve(opts.outputDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-demo-')));
   fs.mkdirSync(out, { recursive: true });
   const tok = createCharTokenizer(ALPHABET);
-  const budget = quick
-    ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmSteps: 2, prefPrompts: 16 }
-    : { heldOut: 200, sftSteps: 250, rlSteps: 40, rmSteps: 40, prefPrompts: 256 };
+  const budget: Budget = {
+    ...(quick
+      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmSteps: 2, prefPrompts: 16, rlLearningRate: 2e-4 }
+      : { heldOut: 200, sftSteps: 1500, rlSteps: 100, rmSteps: 100, prefPrompts: 512, rlLearningRate: 2e-4 }),
+    ...(opts.budget ?? {}),
+  };
+  const lr = budget.rlLearningRate;
   const { train, test } = additionTask(seed, budget.heldOut);
   log(`llmrl demo: 2-digit addition (${train.length} train / ${test.length} held-out prompts), a ${quick ? 'quick ' : ''}tiny Llama from scratch; output ${out}`);
 
@@ -167,28 +182,28 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
         const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: pairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: 1e-3, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
         const rmRes = await rt.train();
         log(`  reward model: pair accuracy ${(100 * mean(rmRes.metrics.slice(-5).map((m) => m['rewards/accuracies'] ?? m.accuracy ?? NaN))).toFixed(0)}% (last steps)`);
-        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: 1e-3, ppoEpochs: 2, temperature: 1, outputDir: dir } });
+        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr, ppoEpochs: 2, temperature: 1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'DPO',
       run: async (policy, dir) => {
-        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: 1e-3, beta: 0.1, outputDir: dir } });
+        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr, beta: 0.1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'GRPO',
       run: async (policy, dir) => {
-        const t = new GRPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, refModel: sftRef, config: { ...common, ...rollout, numGenerations: 4, learningRate: 1e-3, beta: 0.02, outputDir: dir } });
+        const t = new GRPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, refModel: sftRef, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr, beta: 0.02, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'GSPO',
       run: async (policy, dir) => {
-        const t = new GSPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, config: { ...common, ...rollout, numGenerations: 4, learningRate: 1e-3, numIterations: 2, outputDir: dir } });
+        const t = new GSPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr, numIterations: 2, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },

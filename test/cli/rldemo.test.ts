@@ -25,3 +25,22 @@ test('llmrl demo --quick: SFT then PPO (with a reward model), DPO, GRPO, GSPO fr
   const html = fs.readFileSync(res.report, 'utf8');
   for (const s of ['PPO (RM)', 'DPO', 'GRPO', 'GSPO', '<svg']) expect(html).toContain(s);
 }, 300_000);
+
+test('llmrl demo --quick --out DIR through the CLI; the MLP demo stays as demo --mlp', async () => {
+  const { main } = await import('../../src/cli/main.js');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-demo-cli-'));
+  const out: string[] = [];
+  const orig = console.log;
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  try {
+    expect(await main(['demo', '--quick', '--out', dir])).toBe(0);
+    expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(true);
+    expect(await main(['demo', '--mlp', '--steps', '20'])).toBe(0);
+  } finally {
+    console.log = orig;
+  }
+  expect(out.join('\n')).toMatch(/GSPO/);
+  expect(out.join('\n')).toMatch(/MLP/);
+}, 300_000);
