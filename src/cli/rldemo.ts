@@ -36,7 +36,8 @@ export interface Budget {
   rlSteps: number;
   rmSteps: number;
   prefPrompts: number;
-  rlLearningRate: number;
+  /** Learning rate of each method (tuned per method; the same steps and prompts for all). */
+  lr: { ppo: number; dpo: number; grpo: number; gspo: number; rm: number };
 }
 
 export interface MethodResult {
@@ -52,6 +53,8 @@ export interface MethodResult {
 
 export interface RLDemoResult {
   sftAccuracy: number;
+  /** Accuracy of sampled (temperature 1) held-out completions of the SFT model: the RL methods' starting reward. */
+  sftSampledReward: number;
   sftSeconds: number;
   methods: MethodResult[];
   report: string;
@@ -59,6 +62,7 @@ export interface RLDemoResult {
 }
 
 const ALPHABET = '0123456789+=';
+const LR = { ppo: 3e-5, dpo: 2e-5, grpo: 2e-4, gspo: 1e-4, rm: 1e-3 };
 
 function rngOf(seed: number): () => number {
   let a = seed >>> 0;
@@ -129,11 +133,11 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   const tok = createCharTokenizer(ALPHABET);
   const budget: Budget = {
     ...(quick
-      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmSteps: 2, prefPrompts: 16, rlLearningRate: 2e-4 }
-      : { heldOut: 200, sftSteps: 1500, rlSteps: 100, rmSteps: 100, prefPrompts: 512, rlLearningRate: 2e-4 }),
+      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmSteps: 2, prefPrompts: 16, lr: LR }
+      : { heldOut: 200, sftSteps: 400, rlSteps: 600, rmSteps: 300, prefPrompts: 1024, lr: LR }),
     ...(opts.budget ?? {}),
   };
-  const lr = budget.rlLearningRate;
+  const lr = budget.lr;
   const { train, test } = additionTask(seed, budget.heldOut);
   log(`llmrl demo: 2-digit addition (${train.length} train / ${test.length} held-out prompts), a ${quick ? 'quick ' : ''}tiny Llama from scratch; output ${out}`);
 
@@ -143,12 +147,13 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   const sftRows = train.map((r) => ({ prompt: r.prompt, completion: r.answer }));
   const sft = new SFTTrainer({ model, tokenizer: tok, trainDataset: sftRows, config: { maxSteps: budget.sftSteps, batchSize: 32, learningRate: 3e-3, warmupSteps: Math.min(20, budget.sftSteps), loggingSteps: 0, seed, outputDir: path.join(out, 'sft') } });
   sft.on('step', ({ step, metrics }) => { if (step % 50 === 0 || step === budget.sftSteps) log(`  sft step ${step}/${budget.sftSteps} loss=${metrics.loss.toFixed(4)}`); });
-  await sft.train();
+  const sftMetrics = (await sft.train()).metrics;
   const sftDir = path.join(out, 'sft-model');
   model.save(sftDir);
   const sftSeconds = (performance.now() - t0) / 1000;
   const sftAcc = accuracy(complete(model, tok, test, false, seed).texts, test);
-  log(`SFT: held-out accuracy ${(100 * sftAcc).toFixed(1)}% after ${budget.sftSteps} steps (${sftSeconds.toFixed(1)} s)`);
+  const sftSampled = accuracy(complete(model, tok, test, true, seed + 7).texts, test);
+  log(`SFT: held-out accuracy ${(100 * sftAcc).toFixed(1)}% (greedy), ${sftSampled.toFixed(3)} sampled, after ${budget.sftSteps} steps (${sftSeconds.toFixed(1)} s)`);
   const sftRef = loadCausalLM(sftDir);
 
   // ---- preference collection from the SFT model's own samples (DPO pairs and the reward model's data) ----
@@ -179,31 +184,31 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
       name: 'PPO (RM)',
       run: async (policy, dir) => {
         const rm = loadRewardModel(sftDir, { initScoreHead: true });
-        const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: pairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: 1e-3, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
+        const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: pairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: lr.rm, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
         const rmRes = await rt.train();
         log(`  reward model: pair accuracy ${(100 * mean(rmRes.metrics.slice(-5).map((m) => m['rewards/accuracies'] ?? m.accuracy ?? NaN))).toFixed(0)}% (last steps)`);
-        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr, ppoEpochs: 2, temperature: 1, outputDir: dir } });
+        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'DPO',
       run: async (policy, dir) => {
-        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr, beta: 0.1, outputDir: dir } });
+        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr.dpo, beta: 0.1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'GRPO',
       run: async (policy, dir) => {
-        const t = new GRPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, refModel: sftRef, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr, beta: 0.02, outputDir: dir } });
+        const t = new GRPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, refModel: sftRef, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr.grpo, beta: 0.02, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'GSPO',
       run: async (policy, dir) => {
-        const t = new GSPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr, numIterations: 2, outputDir: dir } });
+        const t = new GSPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr.gspo, numIterations: 2, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
@@ -227,7 +232,8 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   }
 
   const header = ['method', 'acc before', 'acc after', 'mean reward', 'KL to SFT', 'wall s', 'tokens/s'];
-  const rows = results.map((r) => [r.method, `${(100 * r.accuracyBefore).toFixed(1)}%`, `${(100 * r.accuracyAfter).toFixed(1)}%`, r.meanReward.toFixed(3), r.klToSft.toFixed(4), r.seconds.toFixed(1), Number.isFinite(r.tokensPerSec) ? r.tokensPerSec.toFixed(0) : '-']);
+  const sftTps = mean(sftMetrics.map((x) => x['perf/tokensPerSec']).filter((x) => Number.isFinite(x)));
+  const rows = [['SFT (start)', '-', `${(100 * sftAcc).toFixed(1)}%`, sftSampled.toFixed(3), '0', sftSeconds.toFixed(1), sftTps.toFixed(0)]].concat(results.map((r) => [r.method, `${(100 * r.accuracyBefore).toFixed(1)}%`, `${(100 * r.accuracyAfter).toFixed(1)}%`, r.meanReward.toFixed(3), r.klToSft.toFixed(4), r.seconds.toFixed(1), Number.isFinite(r.tokensPerSec) ? r.tokensPerSec.toFixed(0) : '-']));
   log('');
   log(textTable(header, rows));
   const series: Series[] = results.map((r) => ({ label: r.method, rows: r.metrics.map((m, i) => ({ step: i + 1, ...m }) as MetricRow) }));
@@ -236,5 +242,5 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   log('');
   log(`report: ${report}`);
   for (const m of [model, sftRef]) (m as unknown as { dispose?: () => void }).dispose?.();
-  return { sftAccuracy: sftAcc, sftSeconds, methods: results, report, outputDir: out };
+  return { sftAccuracy: sftAcc, sftSampledReward: sftSampled, sftSeconds, methods: results, report, outputDir: out };
 }
