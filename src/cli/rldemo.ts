@@ -1,7 +1,7 @@
 // `llmrl demo`: the article's comparison made runnable. A verifiable task (2-digit addition, char
 // tokenizer), a tiny Llama trained from scratch with SFT to a modest accuracy, then from that same SFT
 // checkpoint and with the same budget of RL steps: the RLHF pipeline (preference collection from the
-// SFT model's samples → reward model → PPO), DPO on the same self-generated pairs, GRPO and GSPO with
+// SFT model's samples → reward model → PPO), DPO (with an NLL term on the chosen side, RPO) on the same self-generated pairs, GRPO and GSPO with
 // the exact-answer reward. Prints a table (held-out accuracy before/after, mean sampled reward, KL to
 // the SFT model, wall time, tokens/s) and writes report.html with every method's curves.
 import fs from 'node:fs';
@@ -62,7 +62,7 @@ export interface RLDemoResult {
 }
 
 const ALPHABET = '0123456789+=';
-const LR = { ppo: 3e-5, dpo: 2e-5, grpo: 2e-4, gspo: 1e-4, rm: 1e-3 };
+const LR = { ppo: 1e-5, dpo: 1e-5, grpo: 2e-4, gspo: 1e-4, rm: 1e-3 };
 
 function rngOf(seed: number): () => number {
   let a = seed >>> 0;
@@ -159,12 +159,14 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   // ---- preference collection from the SFT model's own samples (DPO pairs and the reward model's data) ----
   const prefPrompts = train.slice(0, budget.prefPrompts);
   const pairs: Row[] = [];
+  const wrong: { prompt: string; answer: unknown; text: string }[] = [];
   for (let k = 0; k < 4 && pairs.length < prefPrompts.length; k++) {
     const a = complete(model, tok, prefPrompts, true, seed + 100 + 2 * k).texts;
     const b = complete(model, tok, prefPrompts, true, seed + 101 + 2 * k).texts;
     prefPrompts.forEach((row, i) => {
       const okA = a[i].trim() === row.answer;
       const okB = b[i].trim() === row.answer;
+      if (!okA) wrong.push({ prompt: String(row.prompt), answer: row.answer, text: a[i] });
       if (okA !== okB) pairs.push({ prompt: row.prompt, chosen: okA ? a[i] : b[i], rejected: okA ? b[i] : a[i] });
     });
   }
@@ -184,17 +186,19 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
       name: 'PPO (RM)',
       run: async (policy, dir) => {
         const rm = loadRewardModel(sftDir, { initScoreHead: true });
-        const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: pairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: lr.rm, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
+        // The labeller knows the right answer: it also prefers it over the SFT model's wrong samples.
+        const rmPairs = pairs.concat(wrong.map((w) => ({ prompt: w.prompt, chosen: String(w.answer), rejected: w.text })));
+        const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: rmPairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: lr.rm, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
         const rmRes = await rt.train();
         log(`  reward model: pair accuracy ${(100 * mean(rmRes.metrics.slice(-5).map((m) => m['rewards/accuracies'] ?? m.accuracy ?? NaN))).toFixed(0)}% (last steps)`);
-        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, outputDir: dir } });
+        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, klCoef: 0.1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
     {
       name: 'DPO',
       run: async (policy, dir) => {
-        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr.dpo, beta: 0.1, outputDir: dir } });
+        const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr.dpo, beta: 0.1, sftWeight: 1, outputDir: dir } });
         return (await t.train()).metrics;
       },
     },
