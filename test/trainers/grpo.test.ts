@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { GRPOTrainer, GSPOTrainer, noGrad, tensor, tidy, type Tensor } from '../../src/index.js';
-import { grads, rng, tinyLM, tok, zeroGrads } from './tiny.js';
+import { grads, rng, tinyLM, tmpDir, tok, zeroGrads } from './tiny.js';
 
 // A verifiable task a tiny model can learn in a few dozen steps: say as many 'b's as possible.
 const prompts = Array.from({ length: 16 }, (_, i) => ({ prompt: `${'abcdefgh'[i % 8]}${'abcdefgh'[(i * 3) % 8]}:` }));
@@ -90,6 +90,24 @@ describe('GRPOTrainer.computeLoss invariants', () => {
       expect(maxDiff).toBeLessThan(1e-5 * Math.max(1, maxAbs));
     });
   }
+});
+
+describe('GRPOTrainer resume', () => {
+  test('resume from a checkpoint gives the metrics of an uninterrupted run (weights, optimiser, RNG, data position)', async () => {
+    const cfg = { ...base, maxSteps: 4, beta: 0.02, numIterations: 2 };
+    const mkT = (config: Record<string, unknown>) => new GRPOTrainer({ model: tinyLM(9), tokenizer: tok, rewardFuncs: countB, trainDataset: prompts, config: { ...cfg, ...config } });
+    const full = (await mkT({}).train()).metrics;
+    const dir = tmpDir('grpo-resume');
+    const ac = new AbortController();
+    const first = mkT({ outputDir: dir });
+    first.on('step', ({ step }) => { if (step === 2) ac.abort(); });
+    expect((await first.train({ signal: ac.signal })).stoppedEarly).toBe(true);
+    const rest = (await mkT({ outputDir: dir, resumeFrom: true }).train()).metrics;
+    expect(rest).toHaveLength(2);
+    for (const k of ['loss', 'reward/mean', 'kl/mean', 'policy/approxKl', 'completions/meanLength']) {
+      for (let i = 0; i < 2; i++) expect(rest[i][k], `${k} step ${i + 3}`).toBeCloseTo(full[i + 2][k], 5);
+    }
+  }, 60_000);
 });
 
 describe('GRPOTrainer bad input', () => {
