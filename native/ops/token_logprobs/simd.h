@@ -27,9 +27,11 @@
 #ifdef LLMRL_TLP_X86
 // GCC 12 warns about the deliberately undefined pass-through operand (_mm512_undefined_ps) inside
 // its own AVX-512 intrinsics once they are inlined; the warning is spurious.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 namespace llmrl::token_logprobs {
 
 // Cephes expf constants: ln2 split in a high part exact in float and a low correction.
@@ -183,5 +185,7 @@ LLMRL_TLP_INL void vstore(c10::Half* p, vec a) {
 }  // namespace avx2
 
 }  // namespace llmrl::token_logprobs
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif  // LLMRL_TLP_X86
