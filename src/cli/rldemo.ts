@@ -26,6 +26,8 @@ export interface RLDemoOptions {
   /** Intra-op threads (default 1: fastest for a model this small). */
   threads?: number;
   log?: (line: string) => void;
+  /** Run only these methods (names as in the table, case-insensitive prefix: 'ppo', 'dpo', 'grpo', 'gspo'). */
+  only?: string[];
   /** Overrides of the step budget and the RL learning rate (tuning). */
   budget?: Partial<Budget>;
 }
@@ -219,7 +221,8 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   ];
 
   const results: MethodResult[] = [];
-  for (const m of methods) {
+  const chosen = opts.only?.length ? methods.filter((m) => opts.only!.some((o) => m.name.toLowerCase().startsWith(o.toLowerCase()))) : methods;
+  for (const m of chosen) {
     const dir = path.join(out, m.name.split(' ')[0].toLowerCase());
     const policy = loadCausalLM(sftDir);
     const t1 = performance.now();
