@@ -50,15 +50,16 @@ export function buildProgram(): Command {
     .option('--quick', 'a few steps of everything (seconds; for tests)')
     .option('--out <dir>', 'folder for report.html, metrics and checkpoints (default: a temporary folder)')
     .option('--threads <n>', 'intra-op CPU threads (default 1)', (v) => Number.parseInt(v, 10))
+    .option('--only <methods>', 'comma-separated subset of ppo,dpo,grpo,gspo')
     .option('--mlp', 'the earlier demo instead: an MLP fit of sin(3x)·x printing its falling loss')
     .option('--steps <n>', 'training steps (--mlp)', (v) => Number.parseInt(v, 10), 300)
     .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 0)
-    .action(async (o: { steps: number; seed: number; quick?: boolean; out?: string; threads?: number; mlp?: boolean }) => {
+    .action(async (o: { steps: number; seed: number; quick?: boolean; out?: string; threads?: number; mlp?: boolean; only?: string }) => {
       if (o.mlp) {
         demo(o);
         return;
       }
-      await rlDemo({ quick: o.quick, seed: o.seed, outputDir: o.out, threads: o.threads });
+      await rlDemo({ quick: o.quick, seed: o.seed, outputDir: o.out, threads: o.threads, only: o.only?.split(',').map((x) => x.trim()).filter(Boolean) });
     });
 
   program
