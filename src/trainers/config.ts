@@ -37,7 +37,7 @@ export function resolveConfig<C>(name: string, schema: Schema<C>, user: Partial<
   for (const [k, v] of Object.entries(user)) {
     if (!(k in schema)) {
       const s = suggest(k, keys);
-      throw new ConfigError(`${name}: unknown option '${k}'${s ? ` — did you mean '${s}'?` : ''}. Valid options: ${keys.join(', ')}`);
+      throw new ConfigError(`${name}: unknown option '${k}'${s ? ` — did you mean '${s}'?` : '.'} Valid options: ${keys.join(', ')}`);
     }
     if (v === undefined) continue;
     const d = (schema as Record<string, FieldSpec<unknown>>)[k].default;

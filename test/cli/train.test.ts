@@ -99,3 +99,11 @@ for (const algo of ['sft', 'reward', 'dpo', 'ppo'] as const) {
     expect(fs.existsSync(path.join(dir, 'checkpoint-2'))).toBe(true);
   }, 120_000);
 }
+
+test('YAML configs work like JSON ones (examples/grpo-tiny.yaml)', async () => {
+  const dir = tmp('grpo-yaml');
+  quiet();
+  const code = await main(['train', 'grpo', '--config', path.resolve('examples/grpo-tiny.yaml'), '--set', `trainer.outputDir=${dir}`, '--set', 'trainer.maxSteps=1']);
+  expect(code).toBe(0);
+  expect(fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+});

@@ -15,7 +15,7 @@ test('defaults fill in, user values override', () => {
 
 test('unknown keys are rejected with a suggestion and the valid list', () => {
   expect(() => resolveConfig('GRPOConfig', schema, { num_generations: 4 })).toThrow(
-    /GRPOConfig: unknown option 'num_generations' — did you mean 'numGenerations'\?\. Valid options: lr, numGenerations, loss, name/);
+    /GRPOConfig: unknown option 'num_generations' — did you mean 'numGenerations'\? Valid options: lr, numGenerations, loss, name/);
 });
 
 test('range and type errors say how to fix', () => {

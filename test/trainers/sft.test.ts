@@ -112,7 +112,7 @@ describe('SFTTrainer', () => {
     expect(SFT_SCHEMA.maxLength.trl).toBe('max_length');
     const model = tinyLM(5);
     expect(() => new SFTTrainer({ model, tokenizer: tok, trainDataset: rows, config: { learning_rate: 1e-3 } as never }))
-      .toThrow(/SFTConfig: unknown option 'learning_rate' — did you mean 'learningRate'\?\. Valid options: .*batchSize.*microBatchSize/);
+      .toThrow(/SFTConfig: unknown option 'learning_rate' — did you mean 'learningRate'\? Valid options: .*batchSize.*microBatchSize/);
     expect(() => new SFTTrainer({ model, tokenizer: tok, trainDataset: rows, config: { batchSize: 4, microBatchSize: 8 } })).toThrow(/microBatchSize' must be ≤ batchSize \(4\)/);
     expect(() => new SFTTrainer({ model, tokenizer: tok, trainDataset: rows, config: { maxLength: 0 } })).toThrow(ConfigError);
   });
