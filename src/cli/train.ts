@@ -1,5 +1,6 @@
 // `llmrl train <algo> --config run.json [--set key=value …] [--resume] [--json]`: builds the model,
-// tokenizer, dataset and rewards a run config names, runs the trainer with per-step log lines, stops
+// tokenizer, dataset and rewards a run config names, runs the trainer with per-step progress (a bar on a
+// terminal, log lines otherwise, JSON lines with --json; progress.ts), stops
 // cleanly on Ctrl-C (checkpoint, resumable with --resume), and ends with a summary table, metrics.jsonl
 // (written by the trainer) and a self-contained report.html next to the checkpoints.
 import fs from 'node:fs';
@@ -11,6 +12,7 @@ import {
   ConfigError, describeSchema, DPO_SCHEMA, DPOTrainer, GRPO_SCHEMA, GRPOTrainer, GSPO_DEFAULTS, GSPOTrainer, PPO_SCHEMA, PPOTrainer,
   readMetrics, resolveConfig, REWARD_SCHEMA, RewardTrainer, SFT_SCHEMA, SFTTrainer, type Metrics, type Schema, type TrainerBase, type CommonConfig,
 } from '../trainers/index.js';
+import { createProgress, fmt, isInteractive, LINE_KEYS, noteAboveProgress } from './progress.js';
 import { reportHtml, writeFileAtomic, type MetricRow } from './report.js';
 import { resolveRewards, type RewardSpec } from './rewards.js';
 
@@ -45,6 +47,9 @@ export interface TrainOptions {
   set?: string[];
   resume?: boolean;
   json?: boolean;
+  /** false (--no-progress): plain step lines even on a terminal. The bar is drawn only when stdout is a
+   * TTY, CI is unset and no `log` is given. */
+  progress?: boolean;
   /** Stops the run after the current step (the CLI wires Ctrl-C to it). */
   signal?: AbortSignal;
   log?: (line: string) => void;
@@ -169,21 +174,6 @@ async function buildDataset(spec: RunConfig['dataset'], base: string): Promise<D
   throw new ConfigError(`section 'dataset': expected a JSONL path, { "path": ..., "split": ... } or a list of rows, got ${JSON.stringify(spec)}`);
 }
 
-function fmt(v: number | undefined): string {
-  if (v === undefined || !Number.isFinite(v)) return v === undefined ? '-' : String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : v.toFixed(4);
-}
-
-const LINE_KEYS = ['loss', 'reward/mean', 'kl/mean', 'policy/clipFrac', 'policy/entropy', 'rewards/accuracies', 'accuracy', 'perf/tokensPerSec'];
-
-function progressLine(step: number, max: number, m: Metrics, elapsed: number, firstStep: number): string {
-  const done = step - firstStep;
-  const eta = done > 0 ? ((max - step) * elapsed) / done : NaN;
-  const parts = LINE_KEYS.filter((k) => k in m).map((k) => `${k === 'perf/tokensPerSec' ? 'tok/s' : k}=${k === 'perf/tokensPerSec' ? m[k].toFixed(0) : fmt(m[k])}`);
-  return `step ${step}/${max}  ${parts.join('  ')}  ${Number.isFinite(eta) ? `eta ${eta.toFixed(0)}s` : ''}`.trimEnd();
-}
-
 /** A plain-text table (first column left-aligned). */
 export function textTable(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map((v) => (typeof v === 'number' ? fmt(v) : v)))];
@@ -246,15 +236,19 @@ export async function runTrain(algo: string, opts: TrainOptions): Promise<TrainS
     } catch { /* a tokenizer that cannot be saved still trains */ }
   }
   const t0 = performance.now();
-  let firstStep: number | null = null;
   const max = trainer.config.maxSteps;
-  trainer.on('step', ({ step, metrics }) => {
-    firstStep ??= step - 1;
-    if (opts.json) log(JSON.stringify({ step, ...metrics }));
-    else log(progressLine(step, max, metrics, (performance.now() - t0) / 1000, firstStep));
-  });
   if (!opts.json) log(`llmrl train ${a}: ${max} steps${outDir ? `, output ${outDir}` : ''}${opts.resume ? ' (resuming from the newest checkpoint)' : ''}`);
-  const res = await trainer.train({ signal: opts.signal });
+  // A bar on a terminal (only when the lines would go to stdout anyway), plain lines otherwise, or JSON lines.
+  // (Not with trainer.loggingSteps > 0: the trainer's own console lines would break into the bar's line.)
+  const tty = opts.progress !== false && !opts.log && !(Number(resolved.loggingSteps) > 0) && isInteractive(process.stdout);
+  const progress = createProgress({ total: max, json: opts.json, tty, log });
+  trainer.on('step', ({ step, metrics }) => progress.update(step, metrics));
+  let res: Awaited<ReturnType<typeof trainer.train>>;
+  try {
+    res = await trainer.train({ signal: opts.signal });
+  } finally {
+    progress.stop(); // ends the bar's line: the summary (or an error) starts on a fresh line
+  }
   const seconds = (performance.now() - t0) / 1000;
   let rows: MetricRow[] = res.metrics.map((m, i) => ({ step: res.steps - res.metrics.length + i + 1, ...m }));
   let report: string | null = null;
@@ -290,7 +284,8 @@ export async function trainCommand(algo: string, opts: Omit<TrainOptions, 'signa
   const ac = new AbortController();
   const onSigint = () => {
     if (ac.signal.aborted) process.exit(130);
-    console.error('\nllmrl: stopping after the current step and writing a checkpoint (Ctrl-C again to quit now)');
+    const msg = 'llmrl: stopping after the current step and writing a checkpoint (Ctrl-C again to quit now)';
+    if (!noteAboveProgress(msg)) console.error(`\n${msg}`); // above the bar when one is drawn
     ac.abort();
   };
   process.on('SIGINT', onSigint);
