@@ -1,4 +1,4 @@
-// The llmrl command line (commander): doctor, bench, demo, train <algo>. `main(argv)` is importable
+// The llmrl command line (commander): doctor, bench, demo, train <algo>, generate, eval. `main(argv)` is importable
 // (tests run it in-process); src/cli/index.ts is the executable that calls it.
 import { Command, CommanderError } from 'commander';
 import { doctor } from './doctor.js';
@@ -8,6 +8,8 @@ import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 import { rlDemo } from './rldemo.js';
 import { ALGORITHMS, trainCommand } from './train.js';
+import { collect, intArg, numArg, runGenerate, type GenerateOptions } from './generate.js';
+import { runEval, type EvalOptions } from './eval.js';
 import { setNumThreads } from '../tensor/index.js';
 
 export function buildProgram(): Command {
@@ -72,14 +74,56 @@ export function buildProgram(): Command {
     .option('--json', 'one JSON line per step instead of log lines')
     .option('--describe', "list the trainer section's options with defaults and exit")
     .option('--threads <n>', 'intra-op CPU threads (1 is fastest for tiny models and on a loaded machine)', (v) => Number.parseInt(v, 10))
-    .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean; threads?: number }) => {
+    .option('--no-progress', 'plain step lines even on a terminal (no progress bar)')
+    .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean; threads?: number; progress: boolean }) => {
       if (!o.describe && !o.config) throw new Error('train: --config <file> is required');
       if (o.threads !== undefined) {
         if (!(Number.isInteger(o.threads) && o.threads > 0)) throw new Error(`train: --threads must be a positive integer, got ${String(o.threads)}`);
         setNumThreads(o.threads);
       }
-      await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe });
+      await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe, progress: o.progress });
     });
+
+  program
+    .command('generate')
+    .description('generate completions with a model folder: greedy by default, sampled with --temperature > 0')
+    .requiredOption('--model <dir>', 'causal LM folder (config.json + model.safetensors + tokenizer.json)')
+    .option('--prompt <text>', 'a prompt (repeatable)', collect)
+    .option('--prompts-file <file>', '.jsonl/.json of {"prompt"} or {"messages"} rows, or .txt with one prompt per line')
+    .option('--max-new-tokens <n>', 'tokens to generate at most (default 64)', intArg)
+    .option('--temperature <t>', '0 = greedy (default); > 0 samples', numArg)
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg)
+    .option('--top-p <p>', 'nucleus sampling mass', numArg)
+    .option('--seed <n>', 'seed for sampling', intArg)
+    .option('--chat', "wrap each prompt as a user message with the tokenizer's chat template")
+    .option('--system <text>', 'a system message (with --chat)')
+    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
+    .option('--batch-size <n>', 'prompts per generation call (default 8)', intArg)
+    .option('--json', 'one JSON line per prompt {prompt, completion, tokens, finishReason}')
+    .option('--threads <n>', 'intra-op CPU threads', intArg)
+    .action(async (o: GenerateOptions) => { await runGenerate(o); });
+
+  program
+    .command('eval')
+    .description('score a model on a dataset: generate for every prompt, apply reward functions and/or a reward model, print mean/std/min/max, accuracy and pass@K')
+    .requiredOption('--model <dir>', 'causal LM folder (config.json + model.safetensors + tokenizer.json)')
+    .requiredOption('--dataset <file>', '.jsonl/.json of prompt rows (extra columns such as answer go to the rewards)')
+    .option('--reward <spec>', 'accuracy | format | length | ./rewards.mjs#export | {"use": …} (repeatable)', collect)
+    .option('--reward-model <dir>', 'reward model folder (shares the tokenizer); reported as rewardModel')
+    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
+    .option('--split <name>', 'dataset split (default train)')
+    .option('--limit <n>', 'first N prompts only', intArg)
+    .option('--num-samples <k>', 'completions per prompt (default 1); pass@K for 0/1 rewards', intArg)
+    .option('--max-new-tokens <n>', 'tokens to generate at most (default 64)', intArg)
+    .option('--temperature <t>', '0 = greedy (default); > 0 samples', numArg)
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg)
+    .option('--top-p <p>', 'nucleus sampling mass', numArg)
+    .option('--batch-size <n>', 'prompts per generation call (default 8)', intArg)
+    .option('--seed <n>', 'seed for sampling', intArg)
+    .option('--out <file>', 'write one JSON line per (prompt, sample) with each reward')
+    .option('--json', 'the summary as one JSON object')
+    .option('--threads <n>', 'intra-op CPU threads', intArg)
+    .action(async (o: EvalOptions) => { await runEval(o); });
   return program;
 }
 
