@@ -1,19 +1,27 @@
 // `llmrl demo`: the article's comparison made runnable. A verifiable task (2-digit addition, char
 // tokenizer), a tiny Llama trained from scratch with SFT to a modest accuracy, then from that same SFT
 // checkpoint and with the same budget of RL steps: the RLHF pipeline (preference collection from the
-// SFT model's samples → reward model → PPO), DPO (with an NLL term on the chosen side, RPO) on the same self-generated pairs, GRPO and GSPO with
-// the exact-answer reward. Prints a table (held-out accuracy before/after, mean sampled reward, KL to
-// the SFT model, wall time, tokens/s) and writes report.html with every method's curves.
+// SFT model's samples → reward model → PPO), DPO (with an NLL term on the chosen side, RPO) on the same
+// self-generated pairs, GRPO and GSPO with the exact-answer reward. Prints a table (held-out accuracy
+// before/after, mean sampled reward, KL to the SFT model, wall time, tokens/s) and writes report.html
+// with every method's curves.
+//
+// The reward model starts from a stronger backbone than the policy: the same SFT run continued for
+// `rmBackboneSteps` more steps (RLHF reward models are usually at least as capable as the policy).
+// Started from the policy's own checkpoint, this tiny RM judged held-out sums at 53–80% (true answer vs
+// the SFT model's wrong sample) and PPO over-optimised it: held-out accuracy FELL (14.0% → 10.5%).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { collatePrompts, type Row } from '../data/index.js';
 import { createCausalLM, loadCausalLM, loadRewardModel, type CausalLM } from '../models/index.js';
 import { noGrad, setNumThreads, tidy, type Tensor } from '../tensor/index.js';
+import { collatePreference } from '../data/index.js';
+import { klPenalty } from '../ops/klPenalty.js';
 import { createCharTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { DPOTrainer, GRPOTrainer, GSPOTrainer, PPOTrainer, RewardTrainer, SFTTrainer, type Metrics } from '../trainers/index.js';
 import { completionLogprobs } from '../trainers/logprobs.js';
-import { reportHtml, writeFileAtomic, type MetricRow, type Series } from './report.js';
+import { reportHtml, writeFileAtomic, type ChartSpec, type MetricRow, type Series } from './report.js';
 import { accuracyReward } from './rewards.js';
 import { textTable } from './train.js';
 
@@ -36,6 +44,8 @@ export interface Budget {
   heldOut: number;
   sftSteps: number;
   rlSteps: number;
+  /** Extra SFT steps that make the reward model's backbone (a stronger labeller model than the policy). */
+  rmBackboneSteps: number;
   rmSteps: number;
   prefPrompts: number;
   /** Learning rate of each method (tuned per method; the same steps and prompts for all). */
@@ -64,7 +74,20 @@ export interface RLDemoResult {
 }
 
 const ALPHABET = '0123456789+=';
-const LR = { ppo: 1e-5, dpo: 1e-5, grpo: 2e-4, gspo: 1e-4, rm: 1e-3 };
+
+/** The demo report's charts: one meaning per chart, so the methods' curves compare like with like. */
+const DEMO_CHARTS: ChartSpec[] = [
+  // PPO tracks the exact-answer reward with weight 0 (it trains on the reward model's score only).
+  { title: 'Accuracy of the sampled completions', keys: ['reward/accuracy'] },
+  { title: 'Reward-model score (PPO)', keys: ['reward/model'] },
+  { title: 'KL to the SFT model', keys: ['kl/mean'] },
+  { title: 'Loss', keys: ['loss'] },
+  { title: 'Entropy', keys: ['policy/entropy'] },
+  { title: 'Clip fraction', keys: ['policy/clipFrac'] },
+  { title: 'DPO: preference accuracy', keys: ['rewards/accuracies'] },
+  { title: 'DPO: implicit reward margin', keys: ['rewards/margins'] },
+];
+const LR = { ppo: 1e-4, dpo: 1e-5, grpo: 2e-4, gspo: 1e-4, rm: 1e-3 };
 
 function rngOf(seed: number): () => number {
   let a = seed >>> 0;
@@ -97,7 +120,7 @@ function modelConfig(tok: Tokenizer): Record<string, unknown> {
   };
 }
 
-/** Completions of `rows` (greedy, or sampled at temperature 1), with their policy log-probs summed per row. */
+/** Completions of `rows` (greedy, or sampled at temperature 1); with `withKlTo`, each row's KL to that model (k3 summed over tokens, ≥ 0). */
 function complete(model: CausalLM, tok: Tokenizer, rows: Row[], sample: boolean, seed: number, withKlTo?: CausalLM): { texts: string[]; tokens: number; kl: number[] } {
   return noGrad(() => tidy(() => {
     const p = collatePrompts(tok, rows, { maxCompletionLength: 5 });
@@ -111,8 +134,8 @@ function complete(model: CausalLM, tok: Tokenizer, rows: Row[], sample: boolean,
     let kl: number[] = [];
     if (withKlTo) {
       const ref = completionLogprobs(withKlTo, { promptIds: p.promptIds, promptMask: p.promptMask, completionIds: gen.completionIds, completionMask: gen.completionMask }).logprobs;
-      const diff = (gen.logprobs as Tensor).sub(ref).mul(gen.completionMask.float()).sum(1);
-      kl = diff.toArray() as number[];
+      // k3 = e^d − d − 1 with d = ℓ_ref − ℓ (ALGORITHMS.md §2): unbiased like k1, but never negative.
+      kl = klPenalty(gen.logprobs as Tensor, ref, { estimator: 'k3', mask: gen.completionMask }).sum(1).toArray() as number[];
     }
     return { texts: kept.map((r) => tok.decode(r, { skipSpecialTokens: true })), tokens: kept.reduce((a, r) => a + r.length, 0), kl };
   }));
@@ -135,8 +158,8 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   const tok = createCharTokenizer(ALPHABET);
   const budget: Budget = {
     ...(quick
-      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmSteps: 2, prefPrompts: 16, lr: LR }
-      : { heldOut: 200, sftSteps: 400, rlSteps: 600, rmSteps: 300, prefPrompts: 1024, lr: LR }),
+      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmBackboneSteps: 2, rmSteps: 2, prefPrompts: 16, lr: LR }
+      : { heldOut: 200, sftSteps: 400, rlSteps: 600, rmBackboneSteps: 600, rmSteps: 1000, prefPrompts: 1024, lr: LR }),
     ...(opts.budget ?? {}),
   };
   const lr = budget.lr;
@@ -179,6 +202,30 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   }
   log(`preference pairs from SFT samples (correct vs incorrect): ${pairs.length}`);
 
+  /** Reward modelling (the RLHF pipeline's second stage): a stronger backbone (see the header), then Bradley–Terry on the labelled pairs. */
+  const trainRewardModel = async (dir: string) => {
+    const backbone = loadCausalLM(sftDir);
+    const more = new SFTTrainer({ model: backbone, tokenizer: tok, trainDataset: sftRows, config: { maxSteps: budget.rmBackboneSteps, batchSize: 32, learningRate: 3e-3, warmupSteps: Math.min(20, budget.rmBackboneSteps), loggingSteps: 0, seed: seed + 1 } });
+    await more.train();
+    const backboneDir = path.join(dir, 'reward-backbone');
+    backbone.save(backboneDir);
+    backbone.dispose();
+    const rm = loadRewardModel(backboneDir, { initScoreHead: true });
+    // The labeller knows the right answer: it also prefers it over the SFT model's wrong samples.
+    const rmPairs = pairs.concat(wrong.map((w) => ({ prompt: w.prompt, chosen: String(w.answer), rejected: w.text })));
+    const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: rmPairs, config: { maxSteps: budget.rmSteps, batchSize: 32, learningRate: lr.rm, centerRewardsCoefficient: 0.05, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
+    await rt.train();
+    // Held-out check of the reward model: the true answer vs the SFT model's wrong sample, on unseen prompts.
+    const s = complete(model, tok, test, true, seed + 300).texts;
+    const heldPairs = test.flatMap((r, i) => (s[i].trim() === r.answer ? [] : [{ prompt: r.prompt, chosen: String(r.answer), rejected: s[i] }]));
+    const rmAcc = heldPairs.length === 0 ? NaN : noGrad(() => tidy(() => {
+      const b = collatePreference(tok, heldPairs, {});
+      return rm.score(b.chosenIds, { attentionMask: b.chosenMask }).gt(rm.score(b.rejectedIds, { attentionMask: b.rejectedMask })).float().mean().item();
+    }));
+    log(`  reward model: ${rmPairs.length} labelled pairs, held-out pair accuracy ${(100 * rmAcc).toFixed(1)}% (true answer vs SFT's wrong sample)`);
+    return rm;
+  };
+
   const reward = accuracyReward();
   const common = { maxSteps: budget.rlSteps, loggingSteps: 0, seed };
   const rollout = { promptsPerStep: 8, maxPromptLength: 8, maxCompletionLength: 5 };
@@ -187,14 +234,12 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
     {
       name: 'PPO (RM)',
       run: async (policy, dir) => {
-        const rm = loadRewardModel(sftDir, { initScoreHead: true });
-        // The labeller knows the right answer: it also prefers it over the SFT model's wrong samples.
-        const rmPairs = pairs.concat(wrong.map((w) => ({ prompt: w.prompt, chosen: String(w.answer), rejected: w.text })));
-        const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: rmPairs, config: { maxSteps: budget.rmSteps, batchSize: 16, learningRate: lr.rm, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
-        const rmRes = await rt.train();
-        log(`  reward model: pair accuracy ${(100 * mean(rmRes.metrics.slice(-5).map((m) => m['rewards/accuracies'] ?? m.accuracy ?? NaN))).toFixed(0)}% (last steps)`);
-        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, klCoef: 0.1, outputDir: dir } });
-        return (await t.train()).metrics;
+        const rm = await trainRewardModel(dir);
+        const monitor = { name: 'accuracy', fn: reward, weight: 0 }; // logged as reward/accuracy, adds 0 to the score
+        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, rewardFuncs: monitor, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, klCoef: 0.1, outputDir: dir } });
+        const metrics = (await t.train()).metrics;
+        rm.dispose();
+        return metrics;
       },
     },
     {
@@ -245,7 +290,7 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   log(textTable(header, rows));
   const series: Series[] = results.map((r) => ({ label: r.method, rows: r.metrics.map((m, i) => ({ step: i + 1, ...m }) as MetricRow) }));
   const report = path.join(out, 'report.html');
-  writeFileAtomic(report, reportHtml(`llmrl demo: PPO, DPO, GRPO and GSPO from one SFT checkpoint (SFT held-out accuracy ${(100 * sftAcc).toFixed(1)}%)`, series, { header, rows }));
+  writeFileAtomic(report, reportHtml(`llmrl demo: PPO, DPO, GRPO and GSPO from one SFT checkpoint (SFT held-out accuracy ${(100 * sftAcc).toFixed(1)}%)`, series, { header, rows }, DEMO_CHARTS));
   log('');
   log(`report: ${report}`);
   for (const m of [model, sftRef]) (m as unknown as { dispose?: () => void }).dispose?.();

@@ -18,12 +18,18 @@ test('llmrl demo --quick: SFT then PPO (with a reward model), DPO, GRPO, GSPO fr
   for (const m of res.methods) {
     expect(m.metrics.length).toBe(2);
     expect(m.accuracyBefore).toBe(res.sftAccuracy);
+    expect(m.klToSft).toBeGreaterThanOrEqual(0); // k3 per sequence: never negative
     expect(Number.isFinite(m.klToSft)).toBe(true);
     expect(m.accuracyAfter).toBeGreaterThanOrEqual(0);
   }
+  // PPO trains on the reward model's score and tracks the exact-answer reward with weight 0.
+  const ppo = res.methods[0].metrics;
+  for (const k of ['reward/model', 'reward/accuracy', 'kl/mean', 'value/loss']) expect(ppo.every((x) => Number.isFinite(x[k])), k).toBe(true);
+  for (const x of ppo) expect(x['reward/mean']).toBeCloseTo(x['reward/model'], 5);
+  expect(lines.join('\n')).toMatch(/reward model: \d+ labelled pairs, held-out pair accuracy [\d.]+%/);
   expect(lines.join('\n')).toMatch(/method\s+acc before\s+acc after\s+mean reward\s+KL to SFT\s+wall s\s+tokens\/s/);
   const html = fs.readFileSync(res.report, 'utf8');
-  for (const s of ['PPO (RM)', 'DPO', 'GRPO', 'GSPO', '<svg']) expect(html).toContain(s);
+  for (const s of ['PPO (RM)', 'DPO', 'GRPO', 'GSPO', '<svg', 'Accuracy of the sampled completions', 'Reward-model score (PPO)']) expect(html).toContain(s);
 }, 300_000);
 
 test('llmrl demo --quick --out DIR through the CLI; the MLP demo stays as demo --mlp', async () => {
