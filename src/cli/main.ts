@@ -66,9 +66,9 @@ export function buildProgram(): Command {
 
   program
     .command('train')
-    .description(`train a model: ${ALGORITHMS.join(' | ')} with a run config (JSON; sections model, tokenizer, dataset, rewards, rewardModel, trainer)`)
+    .description(`train a model: ${ALGORITHMS.join(' | ')} with a run config (JSON or YAML; sections model, tokenizer, dataset, rewards, rewardModel, trainer)`)
     .argument('<algorithm>', ALGORITHMS.join(' | '))
-    .option('-c, --config <file>', 'run config file (.json; .yaml when the yaml package is installed)')
+    .option('-c, --config <file>', 'run config file (.json, .yaml or .yml)')
     .option('--set <key=value>', 'override a config value, e.g. trainer.learningRate=1e-5 (repeatable; values parsed as JSON)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--resume', 'continue from the newest checkpoint in trainer.outputDir')
     .option('--json', 'one JSON line per step instead of log lines')

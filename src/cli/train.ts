@@ -5,6 +5,7 @@
 // (written by the trainer) and a self-contained report.html next to the checkpoints.
 import fs from 'node:fs';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { loadDataset, type Dataset, type Row } from '../data/index.js';
 import { createCausalLM, createRewardModel, loadCausalLM, loadRewardModel, type CausalLM, type RewardModel } from '../models/index.js';
 import { createCharTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
@@ -93,19 +94,17 @@ export function applySets(cfg: Record<string, unknown>, sets: string[]): void {
   }
 }
 
-/** Reads a run config (JSON; YAML when the `yaml` package is installed) and validates its sections. */
+/** Reads a run config (JSON, or YAML for .yaml/.yml files) and validates its sections. */
 export async function readRunConfig(file: string, sets: string[] = []): Promise<RunConfig> {
   if (!fs.existsSync(file)) throw new Error(`--config ${file}: file not found`);
   const text = fs.readFileSync(file, 'utf8');
   let cfg: unknown;
   if (/\.ya?ml$/i.test(file)) {
-    let yaml: { parse(s: string): unknown };
     try {
-      yaml = (await import('yaml' as string)) as { parse(s: string): unknown };
-    } catch {
-      throw new Error(`--config ${file}: YAML configs need the 'yaml' package (npm install yaml); or write the config as JSON`);
+      cfg = parseYaml(text);
+    } catch (e) {
+      throw new Error(`--config ${file}: invalid YAML: ${(e as Error).message}`);
     }
-    cfg = yaml.parse(text);
   } else {
     try {
       cfg = JSON.parse(text);
