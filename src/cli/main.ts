@@ -84,47 +84,44 @@ export function buildProgram(): Command {
       await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe, progress: o.progress });
     });
 
-  program
+  const gen = program
     .command('generate')
     .description('generate completions with a model folder: greedy by default, sampled with --temperature > 0')
     .requiredOption('--model <dir>', 'causal LM folder (config.json + model.safetensors + tokenizer.json)')
     .option('--prompt <text>', 'a prompt (repeatable)', collect)
     .option('--prompts-file <file>', '.jsonl/.json of {"prompt"} or {"messages"} rows, or .txt with one prompt per line')
-    .option('--max-new-tokens <n>', 'tokens to generate at most (default 64)', intArg)
-    .option('--temperature <t>', '0 = greedy (default); > 0 samples', numArg)
-    .option('--top-k <k>', 'sample among the k most likely tokens', intArg)
-    .option('--top-p <p>', 'nucleus sampling mass', numArg)
-    .option('--seed <n>', 'seed for sampling', intArg)
     .option('--chat', "wrap each prompt as a user message with the tokenizer's chat template")
     .option('--system <text>', 'a system message (with --chat)')
-    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
-    .option('--batch-size <n>', 'prompts per generation call (default 8)', intArg)
-    .option('--json', 'one JSON line per prompt {prompt, completion, tokens, finishReason}')
-    .option('--threads <n>', 'intra-op CPU threads', intArg)
-    .action(async (o: GenerateOptions) => { await runGenerate(o); });
+    .option('--json', 'one JSON line per prompt {prompt, completion, tokens, finishReason}');
+  withDecodingOptions(gen).action(async (o: GenerateOptions) => { await runGenerate(o); });
 
-  program
+  const ev = program
     .command('eval')
     .description('score a model on a dataset: generate for every prompt, apply reward functions and/or a reward model, print mean/std/min/max, accuracy and pass@K')
     .requiredOption('--model <dir>', 'causal LM folder (config.json + model.safetensors + tokenizer.json)')
     .requiredOption('--dataset <file>', '.jsonl/.json of prompt rows (extra columns such as answer go to the rewards)')
     .option('--reward <spec>', 'accuracy | format | length | ./rewards.mjs#export | {"use": …} (repeatable)', collect)
     .option('--reward-model <dir>', 'reward model folder (shares the tokenizer); reported as rewardModel')
-    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
     .option('--split <name>', 'dataset split (default train)')
     .option('--limit <n>', 'first N prompts only', intArg)
     .option('--num-samples <k>', 'completions per prompt (default 1); pass@K for 0/1 rewards', intArg)
+    .option('--out <file>', 'write one JSON line per (prompt, sample) with each reward')
+    .option('--json', 'the summary as one JSON object');
+  withDecodingOptions(ev).action(async (o: EvalOptions) => { await runEval(o); });
+  return program;
+}
+
+/** The options `generate` and `eval` share: tokenizer, decoding, batching, threads. */
+function withDecodingOptions(cmd: Command): Command {
+  return cmd
+    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
     .option('--max-new-tokens <n>', 'tokens to generate at most (default 64)', intArg)
     .option('--temperature <t>', '0 = greedy (default); > 0 samples', numArg)
     .option('--top-k <k>', 'sample among the k most likely tokens', intArg)
     .option('--top-p <p>', 'nucleus sampling mass', numArg)
-    .option('--batch-size <n>', 'prompts per generation call (default 8)', intArg)
     .option('--seed <n>', 'seed for sampling', intArg)
-    .option('--out <file>', 'write one JSON line per (prompt, sample) with each reward')
-    .option('--json', 'the summary as one JSON object')
-    .option('--threads <n>', 'intra-op CPU threads', intArg)
-    .action(async (o: EvalOptions) => { await runEval(o); });
-  return program;
+    .option('--batch-size <n>', 'prompts per generation call (default 8)', intArg)
+    .option('--threads <n>', 'intra-op CPU threads', intArg);
 }
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
