@@ -25,6 +25,8 @@ export interface ProgressOptions {
   log: (line: string) => void;
   /** The bar's stream (default process.stdout, the stream `log` writes to in the CLI). */
   stream?: ProgressStream;
+  /** Shown before `step …` on the bar and the plain lines (e.g. the demo's method name). */
+  label?: string;
   /** Plain mode: print every n-th step (default 1 up to 500 steps, else ⌈total/500⌉). */
   every?: number;
   /** Clock in ms (tests). */
@@ -119,6 +121,7 @@ export function noteAboveProgress(line: string): boolean {
 /** A progress reporter: a bar on a TTY, plain lines otherwise, JSON lines with `json`. */
 export function createProgress(opts: ProgressOptions): Progress {
   const { total, log } = opts;
+  const prefix = opts.label ? `${opts.label}  ` : '';
   const stream = opts.stream ?? process.stdout;
   const now = opts.now ?? (() => performance.now());
   const mode: Progress['mode'] = opts.json ? 'json' : (opts.tty ?? isInteractive(stream)) ? 'tty' : 'plain';
@@ -150,7 +153,7 @@ export function createProgress(opts: ProgressOptions): Progress {
       state = { step, metrics, eta: etaAt(step) };
       if (mode === 'json') log(JSON.stringify({ step, ...metrics }));
       else if (mode === 'plain') {
-        if (first || step % every === 0 || step >= total) log(progressLine(step, total, metrics, state.eta));
+        if (first || step % every === 0 || step >= total) log(prefix + progressLine(step, total, metrics, state.eta));
       } else if (bar && multi) {
         bar.update(step);
         // Draw now (steps block the event loop, so the 10 fps timer only runs between them); at most 20/s.
@@ -176,7 +179,7 @@ export function createProgress(opts: ProgressOptions): Progress {
       stream,
       // Our own line (metrics, ETA over recent steps, fitted to the width); cli-progress draws it in place
       // at each step (update() above) and 10 times a second while the event loop is free.
-      format: (_o, params) => barLine(state.step, total, state.metrics, state.eta, params.maxWidth),
+      format: (_o, params) => prefix + barLine(state.step, total, state.metrics, state.eta, params.maxWidth - prefix.length),
       fps: 10,
       forceRedraw: true, // redraw even when unchanged: after note() and any stray write to the terminal
       linewrap: true, // keep the terminal's wrap mode (false would switch auto-wrap off until stop())

@@ -6,10 +6,17 @@
 // before/after, mean sampled reward, KL to the SFT model, wall time, tokens/s) and writes report.html
 // with every method's curves.
 //
-// The reward model starts from a stronger backbone than the policy: the same SFT run continued for
-// `rmBackboneSteps` more steps (RLHF reward models are usually at least as capable as the policy).
-// Started from the policy's own checkpoint, this tiny RM judged held-out sums at 53–80% (true answer vs
-// the SFT model's wrong sample) and PPO over-optimised it: held-out accuracy FELL (14.0% → 10.5%).
+// SFT stops at a modest accuracy: when greedy accuracy on a dev split (held out from SFT and from the test
+// prompts) reaches `sftTarget` — where that happens depends on the seed (the model learns addition
+// abruptly), so a fixed step count would start some seeds near 0% and others near 100%.
+// The reward model starts from a stronger backbone than the policy: the same SFT run continued until the
+// dev accuracy reaches `rmBackboneTarget` (RLHF reward models are usually at least as capable as the policy).
+// Measured: started from the policy's own checkpoint, this tiny RM judged held-out sums at 53–80% (true
+// answer vs the SFT model's wrong sample) and PPO over-optimised it, held-out accuracy FELL (14.0% →
+// 10.5%); from a 91%-accurate backbone the RM reached 80% and PPO still fell (20.5% → 18.0%); from a 97–99%
+// backbone, 86–96%, and PPO lifts accuracy like the others. Reward centering (TRL's
+// center_rewards_coefficient) keeps per-prompt score offsets from swamping PPO's advantages, and klCoef 0.3
+// keeps the policy where the reward model is accurate (with the 80% RM: klCoef 0.1 → 18.0%, 0.3 → 24.5%).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +28,7 @@ import { klPenalty } from '../ops/klPenalty.js';
 import { createCharTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { DPOTrainer, GRPOTrainer, GSPOTrainer, PPOTrainer, RewardTrainer, SFTTrainer, type Metrics } from '../trainers/index.js';
 import { completionLogprobs } from '../trainers/logprobs.js';
+import { createProgress, isInteractive, type StepMetrics } from './progress.js';
 import { reportHtml, writeFileAtomic, type ChartSpec, type MetricRow, type Series } from './report.js';
 import { accuracyReward } from './rewards.js';
 import { textTable } from './train.js';
@@ -42,10 +50,16 @@ export interface RLDemoOptions {
 
 export interface Budget {
   heldOut: number;
-  sftSteps: number;
+  /** Dev prompts (from the training split, not trained on by SFT) that decide when SFT stops. */
+  devPrompts: number;
+  /** SFT stops when greedy dev accuracy reaches this, or after `sftMaxSteps`. */
+  sftTarget: number;
+  sftMaxSteps: number;
   rlSteps: number;
-  /** Extra SFT steps that make the reward model's backbone (a stronger labeller model than the policy). */
-  rmBackboneSteps: number;
+  /** The reward model's backbone: SFT continued until greedy dev accuracy reaches this (a stronger model than the policy), or … */
+  rmBackboneTarget: number;
+  /** … after this many more steps. */
+  rmBackboneMaxSteps: number;
   rmSteps: number;
   prefPrompts: number;
   /** Learning rate of each method (tuned per method; the same steps and prompts for all). */
@@ -156,10 +170,22 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   const out = path.resolve(opts.outputDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'llmrl-demo-')));
   fs.mkdirSync(out, { recursive: true });
   const tok = createCharTokenizer(ALPHABET);
+  // Live progress of each training stage: a bar on a terminal, a log line every `every` steps otherwise.
+  const tty = !opts.log && isInteractive(process.stdout);
+  type Trainer<R> = { on(e: 'step', f: (x: { step: number; metrics: StepMetrics }) => void): unknown; train(o?: { signal?: AbortSignal }): Promise<R> };
+  const tracked = async <R>(t: Trainer<R>, label: string, total: number, every: number, signal?: AbortSignal): Promise<R> => {
+    const p = createProgress({ total, tty, log, label: `  ${label}`, every });
+    t.on('step', ({ step, metrics }) => p.update(step, metrics));
+    try {
+      return await t.train({ signal });
+    } finally {
+      p.stop();
+    }
+  };
   const budget: Budget = {
     ...(quick
-      ? { heldOut: 32, sftSteps: 8, rlSteps: 2, rmBackboneSteps: 2, rmSteps: 2, prefPrompts: 16, lr: LR }
-      : { heldOut: 200, sftSteps: 400, rlSteps: 600, rmBackboneSteps: 600, rmSteps: 1000, prefPrompts: 1024, lr: LR }),
+      ? { heldOut: 32, devPrompts: 16, sftTarget: 0.2, sftMaxSteps: 8, rlSteps: 2, rmBackboneTarget: 0.9, rmBackboneMaxSteps: 2, rmSteps: 2, prefPrompts: 16, lr: LR }
+      : { heldOut: 200, devPrompts: 200, sftTarget: 0.2, sftMaxSteps: 1500, rlSteps: 600, rmBackboneTarget: 0.97, rmBackboneMaxSteps: 2000, rmSteps: 1500, prefPrompts: 1024, lr: LR }),
     ...(opts.budget ?? {}),
   };
   const lr = budget.lr;
@@ -169,16 +195,29 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   // ---- SFT from scratch ----
   const t0 = performance.now();
   const model = createCausalLM(modelConfig(tok), { seed });
-  const sftRows = train.map((r) => ({ prompt: r.prompt, completion: r.answer }));
-  const sft = new SFTTrainer({ model, tokenizer: tok, trainDataset: sftRows, config: { maxSteps: budget.sftSteps, batchSize: 32, learningRate: 3e-3, warmupSteps: Math.min(20, budget.sftSteps), loggingSteps: 0, seed, outputDir: path.join(out, 'sft') } });
-  sft.on('step', ({ step, metrics }) => { if (step % 50 === 0 || step === budget.sftSteps) log(`  sft step ${step}/${budget.sftSteps} loss=${metrics.loss.toFixed(4)}`); });
-  const sftMetrics = (await sft.train()).metrics;
+  const dev = train.slice(train.length - budget.devPrompts);
+  const sftRows = train.slice(0, train.length - budget.devPrompts).map((r) => ({ prompt: r.prompt, completion: r.answer }));
+  /** SFT of `m` until its greedy dev accuracy reaches `target` (checked every 25 steps) or `maxSteps`. */
+  const sftUntil = async (m: CausalLM, label: string, target: number, maxSteps: number, s: number, outputDir?: string) => {
+    const stop = new AbortController();
+    let devAccuracy = NaN;
+    const t = new SFTTrainer({ model: m, tokenizer: tok, trainDataset: sftRows, config: { maxSteps, batchSize: 32, learningRate: 3e-3, warmupSteps: Math.min(20, maxSteps), loggingSteps: 0, seed: s, outputDir } });
+    t.on('step', ({ step }) => {
+      if (step % 25 !== 0 && step !== maxSteps) return;
+      devAccuracy = accuracy(complete(m, tok, dev, false, s).texts, dev);
+      if (devAccuracy >= target) stop.abort();
+    });
+    const res = await tracked(t, label, maxSteps, 100, stop.signal);
+    return { metrics: res.metrics, steps: res.steps, devAccuracy };
+  };
+  const sftRun = await sftUntil(model, 'SFT', budget.sftTarget, budget.sftMaxSteps, seed, path.join(out, 'sft'));
+  const sftMetrics = sftRun.metrics;
   const sftDir = path.join(out, 'sft-model');
   model.save(sftDir);
   const sftSeconds = (performance.now() - t0) / 1000;
   const sftAcc = accuracy(complete(model, tok, test, false, seed).texts, test);
   const sftSampled = accuracy(complete(model, tok, test, true, seed + 7).texts, test);
-  log(`SFT: held-out accuracy ${(100 * sftAcc).toFixed(1)}% (greedy), ${sftSampled.toFixed(3)} sampled, after ${budget.sftSteps} steps (${sftSeconds.toFixed(1)} s)`);
+  log(`SFT: held-out accuracy ${(100 * sftAcc).toFixed(1)}% (greedy), ${sftSampled.toFixed(3)} sampled, after ${sftRun.steps} steps (dev ${(100 * sftRun.devAccuracy).toFixed(1)}%, target ${(100 * budget.sftTarget).toFixed(0)}%; ${sftSeconds.toFixed(1)} s)`);
   const sftRef = loadCausalLM(sftDir);
 
   // ---- preference collection from the SFT model's own samples (DPO pairs and the reward model's data) ----
@@ -205,8 +244,8 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   /** Reward modelling (the RLHF pipeline's second stage): a stronger backbone (see the header), then Bradley–Terry on the labelled pairs. */
   const trainRewardModel = async (dir: string) => {
     const backbone = loadCausalLM(sftDir);
-    const more = new SFTTrainer({ model: backbone, tokenizer: tok, trainDataset: sftRows, config: { maxSteps: budget.rmBackboneSteps, batchSize: 32, learningRate: 3e-3, warmupSteps: Math.min(20, budget.rmBackboneSteps), loggingSteps: 0, seed: seed + 1 } });
-    await more.train();
+    const more = await sftUntil(backbone, 'reward-model backbone (SFT)', budget.rmBackboneTarget, budget.rmBackboneMaxSteps, seed + 1);
+    log(`  reward-model backbone: SFT continued ${more.steps} steps, dev accuracy ${(100 * more.devAccuracy).toFixed(1)}%`);
     const backboneDir = path.join(dir, 'reward-backbone');
     backbone.save(backboneDir);
     backbone.dispose();
@@ -214,7 +253,7 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
     // The labeller knows the right answer: it also prefers it over the SFT model's wrong samples.
     const rmPairs = pairs.concat(wrong.map((w) => ({ prompt: w.prompt, chosen: String(w.answer), rejected: w.text })));
     const rt = new RewardTrainer({ model: rm, tokenizer: tok, trainDataset: rmPairs, config: { maxSteps: budget.rmSteps, batchSize: 32, learningRate: lr.rm, centerRewardsCoefficient: 0.05, loggingSteps: 0, seed, outputDir: path.join(dir, 'reward-model') } });
-    await rt.train();
+    await tracked(rt, 'reward model', budget.rmSteps, 250);
     // Held-out check of the reward model: the true answer vs the SFT model's wrong sample, on unseen prompts.
     const s = complete(model, tok, test, true, seed + 300).texts;
     const heldPairs = test.flatMap((r, i) => (s[i].trim() === r.answer ? [] : [{ prompt: r.prompt, chosen: String(r.answer), rejected: s[i] }]));
@@ -236,8 +275,8 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
       run: async (policy, dir) => {
         const rm = await trainRewardModel(dir);
         const monitor = { name: 'accuracy', fn: reward, weight: 0 }; // logged as reward/accuracy, adds 0 to the score
-        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, rewardFuncs: monitor, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, klCoef: 0.1, outputDir: dir } });
-        const metrics = (await t.train()).metrics;
+        const t = new PPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardModel: rm, rewardFuncs: monitor, refModel: sftRef, config: { ...common, ...rollout, promptsPerStep: 32, learningRate: lr.ppo, ppoEpochs: 2, temperature: 1, klCoef: 0.3, outputDir: dir } });
+        const metrics = (await tracked(t, 'PPO', budget.rlSteps, 100)).metrics;
         rm.dispose();
         return metrics;
       },
@@ -246,21 +285,21 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
       name: 'DPO',
       run: async (policy, dir) => {
         const t = new DPOTrainer({ model: policy, refModel: sftRef, tokenizer: tok, trainDataset: pairs, config: { ...common, batchSize: 16, learningRate: lr.dpo, beta: 0.1, sftWeight: 1, outputDir: dir } });
-        return (await t.train()).metrics;
+        return (await tracked(t, 'DPO', budget.rlSteps, 100)).metrics;
       },
     },
     {
       name: 'GRPO',
       run: async (policy, dir) => {
         const t = new GRPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, refModel: sftRef, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr.grpo, beta: 0.02, outputDir: dir } });
-        return (await t.train()).metrics;
+        return (await tracked(t, 'GRPO', budget.rlSteps, 100)).metrics;
       },
     },
     {
       name: 'GSPO',
       run: async (policy, dir) => {
         const t = new GSPOTrainer({ model: policy, tokenizer: tok, trainDataset: train, rewardFuncs: { name: 'accuracy', fn: reward }, config: { ...common, ...rollout, numGenerations: 4, learningRate: lr.gspo, numIterations: 2, outputDir: dir } });
-        return (await t.train()).metrics;
+        return (await tracked(t, 'GSPO', budget.rlSteps, 100)).metrics;
       },
     },
   ];

@@ -106,6 +106,24 @@ test('plain lines: every step through log (nothing drawn), every ⌈total/500⌉
   expect(long.at(-1)).toMatch(/^step 2000\/2000 /);
 });
 
+test('label: before the plain lines and the bar (the demo names its stage), never in JSON lines', () => {
+  const lines: string[] = [];
+  const p = createProgress({ total: 100, tty: false, label: 'GRPO', every: 50, log: (l) => lines.push(l), now: clock(10) });
+  for (let s = 1; s <= 100; s++) p.update(s, M);
+  expect(lines.map((l) => l.split('  ').slice(0, 2).join(' '))).toEqual(['GRPO step 1/100', 'GRPO step 50/100', 'GRPO step 100/100']);
+  const tty = new FakeTty(100);
+  const b = createProgress({ total: 4, tty: true, label: 'PPO', stream: tty, log: () => {}, now: clock(10) });
+  b.update(2, M);
+  b.stop();
+  const last = frames(tty.chunks.join('')).at(-1)!;
+  expect(last.startsWith('PPO  step 2/4 [')).toBe(true);
+  expect(last.length).toBeLessThanOrEqual(100);
+  const json: string[] = [];
+  const j = createProgress({ total: 1, json: true, label: 'x', log: (l) => json.push(l) });
+  j.update(1, M);
+  expect(JSON.parse(json[0])).toEqual({ step: 1, ...M });
+});
+
 test('json: one parseable JSON line per step with the step and the metrics', () => {
   const lines: string[] = [];
   const p = createProgress({ total: 2, json: true, tty: true, stream: new FakeTty(), log: (l) => lines.push(l) });
