@@ -20,11 +20,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { collatePrompts, type Row } from '../data/index.js';
+import { collatePreference, collatePrompts, type Row } from '../data/index.js';
 import { createCausalLM, loadCausalLM, loadRewardModel, type CausalLM } from '../models/index.js';
-import { noGrad, setNumThreads, tidy, type Tensor } from '../tensor/index.js';
-import { collatePreference } from '../data/index.js';
 import { klPenalty } from '../ops/klPenalty.js';
+import { noGrad, setNumThreads, tidy, type Tensor } from '../tensor/index.js';
 import { createCharTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { DPOTrainer, GRPOTrainer, GSPOTrainer, PPOTrainer, RewardTrainer, SFTTrainer, type Metrics } from '../trainers/index.js';
 import { completionLogprobs } from '../trainers/logprobs.js';
@@ -332,6 +331,6 @@ export async function rlDemo(opts: RLDemoOptions = {}): Promise<RLDemoResult> {
   writeFileAtomic(report, reportHtml(`llmrl demo: PPO, DPO, GRPO and GSPO from one SFT checkpoint (SFT held-out accuracy ${(100 * sftAcc).toFixed(1)}%)`, series, { header, rows }, DEMO_CHARTS));
   log('');
   log(`report: ${report}`);
-  for (const m of [model, sftRef]) (m as unknown as { dispose?: () => void }).dispose?.();
+  for (const m of [model, sftRef]) m.dispose();
   return { sftAccuracy: sftAcc, sftSampledReward: sftSampled, sftSeconds, methods: results, report, outputDir: out };
 }
