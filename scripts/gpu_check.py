@@ -495,6 +495,20 @@ def half_to_float(t: torch.Tensor) -> torch.Tensor:
 # token_logprobs (ALGORITHMS.md §1, native/ops/token_logprobs/token_logprobs.h)
 
 
+def logprob_outputs_backward(rep, label, lp, ent, with_entropy, w1, w2, dt, dev):
+    """The (logprobs, entropy) outputs of token_logprobs / linear_token_logprobs: checks their dtype and
+    device (entropy only when asked for), then backpropagates Σ w1·logp (+ Σ w2·H) into the inputs."""
+    expect_out(rep, f"{label} logprobs", lp, dt, dev, True)
+    if with_entropy:
+        expect_out(rep, f"{label} entropy", ent, dt, dev, True)
+    else:
+        rep.true(f"{label} no entropy", ent is None, "entropy returned without with_entropy")
+    loss = (lp * w1.to(dev, dt)).sum()
+    if with_entropy:
+        loss = loss + (ent * w2.to(dev, dt)).sum()
+    loss.backward()
+
+
 def token_logprobs_reference(logits, targets, temperature=1.0, with_entropy=True):
     """Unfused composition (test/reference/tokenLogprobs.ts): lsm = log_softmax(logits/τ); logp = gather(lsm);
     H = −Σ e^lsm · max(lsm, −1e4) (the floor keeps 0·(−inf) out for −inf logits), None unless with_entropy."""
@@ -519,15 +533,7 @@ def token_logprobs_case(desc, dt, x, t, tau, with_entropy, seed, dirty=None, vie
     def run(dev, rep, label):
         xs = (x if dirty is None else dirty).to(dev, dt, copy=True).requires_grad_()
         lp, ent = op(view(xs) if view else xs, t.to(dev), tau, with_entropy)
-        expect_out(rep, f"{label} logprobs", lp, dt, dev, True)
-        if with_entropy:
-            expect_out(rep, f"{label} entropy", ent, dt, dev, True)
-        else:
-            rep.true(f"{label} no entropy", ent is None, "entropy returned without with_entropy")
-        loss = (lp * w1.to(dev, dt)).sum()
-        if with_entropy:
-            loss = loss + (ent * w2.to(dev, dt)).sum()
-        loss.backward()
+        logprob_outputs_backward(rep, label, lp, ent, with_entropy, w1, w2, dt, dev)
         return {"logprobs": lp, "entropy": ent, "grad logits": xs.grad}
 
     # CPU ~ CUDA: row reductions over V in different orders (SIMD lanes vs warps) move logZ by ~1e-7·|logZ|,
@@ -654,15 +660,7 @@ def linear_token_logprobs_case(desc, dt, h, w, b, t, tau, chunk, with_entropy, s
         hs, ws = h.to(dev, dt, copy=True).requires_grad_(), w.to(dev, dt, copy=True).requires_grad_()
         bs = b.to(dev, dt, copy=True).requires_grad_() if b is not None else None
         lp, ent = op(hs, ws, t.to(dev), bs, tau, chunk, with_entropy)
-        expect_out(rep, f"{label} logprobs", lp, dt, dev, True)
-        if with_entropy:
-            expect_out(rep, f"{label} entropy", ent, dt, dev, True)
-        else:
-            rep.true(f"{label} no entropy", ent is None, "entropy returned without with_entropy")
-        loss = (lp * w1.to(dev, dt)).sum()
-        if with_entropy:
-            loss = loss + (ent * w2.to(dev, dt)).sum()
-        loss.backward()
+        logprob_outputs_backward(rep, label, lp, ent, with_entropy, w1, w2, dt, dev)
         return {"logprobs": lp, "entropy": ent, "grad hidden": hs.grad, "grad weight": ws.grad,
                 "grad bias": bs.grad if bs is not None else None}
 
