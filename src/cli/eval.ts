@@ -14,8 +14,8 @@ import { ConfigError } from '../trainers/index.js';
 import { computeRewards, finiteStats, normalizeRewards, type NamedReward } from '../trainers/rewards.js';
 import { writeFileAtomic } from './report.js';
 import { BUILTIN_REWARDS, resolveRewards, type RewardSpec } from './rewards.js';
-import { applyThreads, generateAll, loadPolicy, requireChatTemplate, resolveSampling, type BatchTensors, type SamplingOptions } from './generate.js';
-import { textTable } from './train.js';
+import { applyThreads, checkIntFlag, generateAll, loadPolicy, requireChatTemplate, resolveSampling, type BatchTensors, type SamplingOptions } from './generate.js';
+import { textTable } from './format.js';
 
 export interface EvalOptions extends SamplingOptions {
   /** Causal LM folder. */
@@ -137,10 +137,6 @@ function rewardStats(values: number[], K: number): RewardStats {
   };
 }
 
-function checkInt(name: string, v: number | undefined, min: number): void {
-  if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new ConfigError(`${name}: expected an integer ≥ ${min}, got ${String(v)}`);
-}
-
 /** Runs `llmrl eval`; resolves with the summary numbers. */
 export async function runEval(opts: EvalOptions): Promise<EvalSummary> {
   const log = opts.log ?? ((s: string) => console.log(s));
@@ -149,8 +145,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalSummary> {
   const s = resolveSampling(opts, { batchSize: 8 });
   applyThreads(opts.threads);
   const K = opts.numSamples ?? 1;
-  checkInt('--num-samples', K, 1);
-  checkInt('--limit', opts.limit, 1);
+  checkIntFlag('--num-samples', K, 1);
+  if (opts.limit !== undefined) checkIntFlag('--limit', opts.limit, 1);
   const specs = opts.reward ?? [];
   if (specs.length === 0 && !opts.rewardModel) {
     throw new ConfigError(`eval: nothing to score with; give at least one --reward (${REWARD_HELP}) and/or --reward-model DIR`);

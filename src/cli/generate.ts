@@ -56,22 +56,24 @@ export interface Sampling {
   batchSize: number;
 }
 
+/** Throws a ConfigError naming `flag` unless `v` is an integer ≥ `min`. */
+export function checkIntFlag(flag: string, v: unknown, min: number, fix = ''): void {
+  if (!(typeof v === 'number' && Number.isInteger(v) && v >= min)) throw new ConfigError(`${flag}: expected an integer ≥ ${min}, got ${String(v)}${fix}`);
+}
+
 /** Validates the decoding options; errors name the flag, what was expected, what was given, and a fix. */
 export function resolveSampling(o: SamplingOptions, defaults: { batchSize?: number } = {}): Sampling {
-  const int = (name: string, v: unknown, min: number, fix = ''): void => {
-    if (!(typeof v === 'number' && Number.isInteger(v) && v >= min)) throw new ConfigError(`${name}: expected an integer ≥ ${min}, got ${String(v)}${fix}`);
-  };
   const maxNewTokens = o.maxNewTokens ?? 64;
-  int('--max-new-tokens', maxNewTokens, 1);
+  checkIntFlag('--max-new-tokens', maxNewTokens, 1);
   const temperature = o.temperature ?? 0;
   if (!(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)) {
     throw new ConfigError(`--temperature: expected a number ≥ 0 (0 = greedy), got ${String(temperature)}`);
   }
   const batchSize = o.batchSize ?? defaults.batchSize ?? 8;
-  int('--batch-size', batchSize, 1);
-  if (o.topK !== undefined) int('--top-k', o.topK, 0, ' (0 = off)');
+  checkIntFlag('--batch-size', batchSize, 1);
+  if (o.topK !== undefined) checkIntFlag('--top-k', o.topK, 0, ' (0 = off)');
   if (o.topP !== undefined && !(typeof o.topP === 'number' && o.topP > 0 && o.topP <= 1)) throw new ConfigError(`--top-p: expected a number in (0, 1], got ${String(o.topP)}`);
-  if (o.seed !== undefined) int('--seed', o.seed, 0);
+  if (o.seed !== undefined) checkIntFlag('--seed', o.seed, 0);
   const topK = o.topK !== undefined && o.topK > 0 ? o.topK : null;
   const topP = o.topP !== undefined && o.topP < 1 ? o.topP : null;
   if (temperature === 0 && (topK !== null || topP !== null)) {

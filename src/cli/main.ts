@@ -8,9 +8,8 @@ import { benchOps } from '../bench/ops.js';
 import { demo } from './demo.js';
 import { rlDemo } from './rldemo.js';
 import { ALGORITHMS, trainCommand } from './train.js';
-import { collect, intArg, numArg, runGenerate, type GenerateOptions } from './generate.js';
+import { applyThreads, collect, intArg, numArg, runGenerate, type GenerateOptions } from './generate.js';
 import { runEval, type EvalOptions } from './eval.js';
-import { setNumThreads } from '../tensor/index.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -77,10 +76,7 @@ export function buildProgram(): Command {
     .option('--no-progress', 'plain step lines even on a terminal (no progress bar)')
     .action(async (algo: string, o: { config?: string; set: string[]; resume?: boolean; json?: boolean; describe?: boolean; threads?: number; progress: boolean }) => {
       if (!o.describe && !o.config) throw new Error('train: --config <file> is required');
-      if (o.threads !== undefined) {
-        if (!(Number.isInteger(o.threads) && o.threads > 0)) throw new Error(`train: --threads must be a positive integer, got ${String(o.threads)}`);
-        setNumThreads(o.threads);
-      }
+      applyThreads(o.threads);
       await trainCommand(algo, { config: o.config ?? '', set: o.set, resume: o.resume, json: o.json, describe: o.describe, progress: o.progress });
     });
 

@@ -8,6 +8,7 @@
 //   at most ~500 lines (metrics.jsonl still has every step).
 // - json (--json): one JSON line per step, `{"step":12,...metrics}`.
 import { MultiBar, type SingleBar } from 'cli-progress';
+import { fmt, formatDuration, short } from './format.js';
 
 export type StepMetrics = Record<string, number>;
 
@@ -46,30 +47,6 @@ export interface Progress {
 export function isInteractive(stream: { isTTY?: boolean } = process.stdout, env: NodeJS.ProcessEnv = process.env): boolean {
   const ci = env.CI;
   return stream.isTTY === true && (ci === undefined || ci === '' || ci === '0' || ci.toLowerCase() === 'false');
-}
-
-/** A number for a log line: 4 decimals, exponent for tiny/huge values, '-' when absent. */
-export function fmt(v: number | undefined): string {
-  if (v === undefined || !Number.isFinite(v)) return v === undefined ? '-' : String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : v.toFixed(4);
-}
-
-/** A number for the bar: 3 significant digits (0.41, 0.0031, 0.123, 1.2e-5). */
-export function short(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  if (a === 0) return '0';
-  return a < 1e-4 || a >= 1e6 ? v.toExponential(1) : String(Number(v.toPrecision(3)));
-}
-
-/** Seconds as `45s`, `1m12s`, `2h05m`; `--` when unknown. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '--';
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /** Metrics on a plain line, in order. */

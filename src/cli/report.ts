@@ -3,6 +3,7 @@
 // smoothing) over the faint raw per-step values. Written atomically (temporary file + rename).
 import fs from 'node:fs';
 import path from 'node:path';
+import { short } from './format.js';
 
 export type MetricRow = { step: number } & Record<string, number>;
 export interface Series { label: string; rows: MetricRow[] }
@@ -47,12 +48,6 @@ export function smooth(ys: number[]): number[] {
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-function fmt(v: number): string {
-  const a = Math.abs(v);
-  if (a === 0) return '0';
-  return a < 1e-3 || a >= 1e5 ? v.toExponential(1) : Number(v.toPrecision(3)).toString();
 }
 
 /** A 1/2/5 × 10^k step giving about `count` intervals over `span`. */
@@ -165,7 +160,7 @@ export function reportHtml(title: string, series: Series[], table?: { header: st
   const svgs = charts.map((c) => svgChart(c.title, c.keys, series)).filter((s): s is string => !!s);
   const tableHtml = table
     ? `<table class="summary"><thead><tr>${table.header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${table.rows
-      .map((r) => `<tr>${r.map((v) => `<td>${esc(typeof v === 'number' ? fmt(v) : v)}</td>`).join('')}</tr>`).join('')}</tbody></table>`
+      .map((r) => `<tr>${r.map((v) => `<td>${esc(typeof v === 'number' ? short(v) : v)}</td>`).join('')}</tr>`).join('')}</tbody></table>`
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>

@@ -30,7 +30,7 @@ import { completionLogprobs } from '../trainers/logprobs.js';
 import { createProgress, isInteractive, type StepMetrics } from './progress.js';
 import { reportHtml, writeFileAtomic, type ChartSpec, type MetricRow, type Series } from './report.js';
 import { accuracyReward } from './rewards.js';
-import { textTable } from './train.js';
+import { textTable } from './format.js';
 
 export interface RLDemoOptions {
   /** A few steps of everything (for tests): seconds, not minutes. */

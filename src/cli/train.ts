@@ -13,7 +13,8 @@ import {
   ConfigError, describeSchema, DPO_SCHEMA, DPOTrainer, GRPO_SCHEMA, GRPOTrainer, GSPO_DEFAULTS, GSPOTrainer, PPO_SCHEMA, PPOTrainer,
   readMetrics, resolveConfig, REWARD_SCHEMA, RewardTrainer, SFT_SCHEMA, SFTTrainer, type Metrics, type Schema, type TrainerBase, type CommonConfig,
 } from '../trainers/index.js';
-import { createProgress, fmt, isInteractive, LINE_KEYS, noteAboveProgress } from './progress.js';
+import { textTable } from './format.js';
+import { createProgress, isInteractive, LINE_KEYS, noteAboveProgress } from './progress.js';
 import { reportHtml, writeFileAtomic, type MetricRow } from './report.js';
 import { resolveRewards, type RewardSpec } from './rewards.js';
 
@@ -171,14 +172,6 @@ async function buildDataset(spec: RunConfig['dataset'], base: string): Promise<D
   if (typeof spec === 'string') return loadDataset(path.resolve(base, spec));
   if (spec && typeof spec === 'object' && typeof spec.path === 'string') return loadDataset(path.resolve(base, spec.path), { split: spec.split });
   throw new ConfigError(`section 'dataset': expected a JSONL path, { "path": ..., "split": ... } or a list of rows, got ${JSON.stringify(spec)}`);
-}
-
-/** A plain-text table (first column left-aligned). */
-export function textTable(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map((v) => (typeof v === 'number' ? fmt(v) : v)))];
-  const w = header.map((_, j) => Math.max(...cells.map((r) => String(r[j] ?? '').length)));
-  const line = (r: (string | number)[]) => r.map((v, j) => (j === 0 ? String(v).padEnd(w[j]) : String(v).padStart(w[j]))).join('  ');
-  return [line(cells[0]), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
 function summaryRows(rows: MetricRow[]): (string | number)[][] {

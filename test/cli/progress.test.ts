@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
 import path from 'node:path';
 import { afterEach, expect, test, vi } from 'vitest';
-import { barLine, createProgress, formatDuration, isInteractive, noteAboveProgress } from '../../src/cli/progress.js';
+import { formatDuration } from '../../src/cli/format.js';
+import { barLine, createProgress, isInteractive, noteAboveProgress } from '../../src/cli/progress.js';
 import { runTrain } from '../../src/cli/train.js';
 
 afterEach(() => vi.restoreAllMocks());
