@@ -222,11 +222,6 @@ export async function runTrain(algo: string, opts: TrainOptions): Promise<TrainS
     }
   }
   const outDir = trainer.config.outputDir;
-  if (outDir) {
-    try {
-      tok.save(path.join(outDir, 'tokenizer'));
-    } catch { /* a tokenizer that cannot be saved still trains */ }
-  }
   const t0 = performance.now();
   const max = trainer.config.maxSteps;
   if (!opts.json) log(`llmrl train ${a}: ${max} steps${outDir ? `, output ${outDir}` : ''}${opts.resume ? ' (resuming from the newest checkpoint)' : ''}`);

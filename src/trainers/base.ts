@@ -7,6 +7,7 @@ import { clipGradNorm } from '../optim/clip.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { LambdaLR } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/index.js';
+import type { Tokenizer } from '../tokenizer/index.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type SavableModel } from './checkpoint.js';
 import { MetricsLogger, type Metrics } from './metrics.js';
 
@@ -48,6 +49,9 @@ export abstract class TrainerBase<C extends CommonConfig> {
   protected step = 0;
   protected logger: MetricsLogger | null = null;
   private readonly listeners: { step: Listener[]; checkpoint: ((dir: string) => void)[] } = { step: [], checkpoint: [] };
+
+  /** The policy's tokenizer: checkpoints save it next to every model's weights. */
+  abstract readonly tokenizer: Tokenizer;
 
   protected constructor(readonly config: C, protected optimizer: Optimizer, protected scheduler: LambdaLR | null) {}
 
@@ -104,6 +108,7 @@ export abstract class TrainerBase<C extends CommonConfig> {
     if (!this.config.outputDir) return null;
     const dir = saveCheckpoint(this.config.outputDir, {
       models: this.checkpointModels(),
+      tokenizer: this.tokenizer,
       optimizer: this.optimizer,
       scheduler: this.scheduler,
       state: { step: this.step, data: this.dataState(), config: this.config, extra: this.extraState() },

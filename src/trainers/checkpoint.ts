@@ -26,6 +26,8 @@ export interface SavableModel {
 export interface CheckpointParts {
   /** Named models, each saved as a Hugging Face folder under its name (e.g. { model, value_model }). */
   models: Record<string, SavableModel>;
+  /** Saved into every model folder, so each is a complete Hugging Face folder (as transformers' Trainer does). */
+  tokenizer?: SavableModel | null;
   optimizer: Optimizer;
   scheduler: LambdaLR | null;
   state: Omit<TrainerState, 'scheduler'>;
@@ -41,7 +43,10 @@ export function saveCheckpoint(outputDir: string, parts: CheckpointParts): strin
   const tmp = `${final}.tmp-${process.pid}-${Date.now()}`;
   fs.mkdirSync(tmp, { recursive: true });
   try {
-    for (const [name, m] of Object.entries(parts.models)) m.save(path.join(tmp, name));
+    for (const [name, m] of Object.entries(parts.models)) {
+      m.save(path.join(tmp, name));
+      parts.tokenizer?.save(path.join(tmp, name));
+    }
     const sd = parts.optimizer.stateDict();
     const tensors: Record<string, Tensor> = {};
     const scalars: Record<string, number>[] = [];

@@ -6,6 +6,8 @@ import { main } from '../../src/cli/main.js';
 import { runTrain, applySets } from '../../src/cli/train.js';
 import { accuracyReward, formatReward, lastNumber, lengthReward } from '../../src/cli/rewards.js';
 import { svgChart } from '../../src/cli/report.js';
+import { runGenerate } from '../../src/cli/generate.js';
+import { createCharTokenizer, loadTokenizer } from '../../src/tokenizer/index.js';
 
 const EXAMPLE = path.resolve('examples/grpo-tiny.json');
 
@@ -39,6 +41,11 @@ test('llmrl train grpo --config examples/grpo-tiny.json runs, writes metrics.jso
   expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
   expect(fs.existsSync(path.join(dir, 'checkpoint-2', 'model', 'config.json'))).toBe(true);
   expect(out.some((l) => /^step 1\/2 /.test(l))).toBe(true);
+  // The checkpoint's model folder is complete (weights, config, tokenizer): generate/eval take it as it is.
+  const model = path.join(dir, 'checkpoint-2', 'model');
+  const gen = await runGenerate({ model, prompt: ['12+30='], maxNewTokens: 4, log: () => {}, info: () => {} });
+  expect(gen.results).toHaveLength(1);
+  expect(loadTokenizer(model).encode('12+30=')).toEqual(createCharTokenizer(JSON.parse(fs.readFileSync(EXAMPLE, 'utf8')).tokenizer.char).encode('12+30='));
   expect(out.join('\n')).toMatch(/metric\s+first\s+last\s+mean/);
 }, 120_000);
 
