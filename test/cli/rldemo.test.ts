@@ -50,3 +50,15 @@ test('llmrl demo --quick --out DIR through the CLI; the MLP demo stays as demo -
   expect(out.join('\n')).toMatch(/GSPO/);
   expect(out.join('\n')).toMatch(/MLP/);
 }, 300_000);
+
+test('llmrl demo at its full budget (seed 0, as npm start): every RL method lifts held-out accuracy over the SFT start, none to 100%', async () => {
+  const res = await rlDemo({ log: () => {} });
+  expect(res.sftAccuracy).toBeGreaterThan(0.1); // SFT stopped at a modest accuracy (dev target 20%)
+  expect(res.sftAccuracy).toBeLessThan(0.5);
+  expect(res.methods.map((m) => m.method)).toEqual(['PPO (RM)', 'DPO', 'GRPO', 'GSPO']);
+  for (const m of res.methods) {
+    expect(m.accuracyAfter, m.method).toBeGreaterThan(res.sftAccuracy);
+    expect(m.accuracyAfter, m.method).toBeLessThan(1);
+    expect(m.metrics).toHaveLength(600);
+  }
+}, 1_200_000);
